@@ -1,1 +1,115 @@
-fn main(){}
+//! `hostreach`: why can't my container reach its host?
+
+mod cli;
+mod doctor;
+mod exit;
+mod render;
+
+use clap::Parser;
+use cli::{Cli, Command, Format};
+use std::io::Write;
+
+fn main() {
+    // A panic is a bug: one line, no backtrace, cleanup done, exit 3.
+    std::panic::set_hook(Box::new(|info| {
+        hostreach_collect::cleanup::run_all();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        exit::print_line(&format!("internal error: {msg}{at} (please report it)"));
+        std::process::exit(exit::CANNOT);
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { exit::USAGE } else { exit::OK });
+                }
+                _ => {
+                    exit::print_line(&clap_one_line(&e));
+                    std::process::exit(exit::USAGE);
+                }
+            }
+        }
+    };
+    init_logging(cli.verbose);
+    if let Err(e) = hostreach_collect::cleanup::install_signal_handlers() {
+        tracing::warn!("could not install signal handlers: {e}");
+    }
+    let code = run(cli);
+    hostreach_collect::cleanup::run_all();
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            exit::print_line(&format!("cannot start the async runtime: {e}"));
+            return exit::CANNOT;
+        }
+    };
+    match &cli.command {
+        Command::Doctor(args) => match rt.block_on(doctor::run(args, cli.docker_host.as_deref())) {
+            Ok(out) => {
+                print_report(cli.format, &out.report);
+                if let Some(note) = &out.note {
+                    exit::print_line(note);
+                }
+                out.code
+            }
+            Err(f) => {
+                exit::print_line(&f.message);
+                f.code
+            }
+        },
+    }
+}
+
+fn print_report(format: Format, report: &hostreach_model::Report) {
+    match format {
+        Format::Json => {
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, report);
+            let _ = writeln!(out);
+        }
+        Format::Text => {
+            let mut out = anstream::stdout();
+            let _ = write!(out, "{}", render::text(report));
+        }
+    }
+}
+
+/// clap's error without its usage block, on one line, with where to look.
+fn clap_one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let l = line.trim();
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            break;
+        }
+        if !l.is_empty() {
+            parts.push(l.trim_start_matches("error: ").to_string());
+        }
+    }
+    format!("{} (see `hostreach --help`)", parts.join(" "))
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTREACH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}

@@ -1,1 +1,23 @@
+//! hostreach's collectors: each reads one source of facts and returns model types. They are small and
+//! independent so that each can be replaced by recorded data in tests.
+//!
+//! - [`docker`]: the Docker Engine API (bollard) — container state, PID, networks, daemon version.
+//! - [`netlink`]: links, addresses, routes of a network namespace (rtnetlink), veth peers, bridges.
+//! - [`sockets`]: sock_diag socket tables and their owning processes (/proc fd scan).
+//! - [`tracefs`]: `skb:kfree_skb` drop reasons in a private tracefs instance, removed afterwards.
+//! - [`netns`]: entering network namespaces on dedicated threads.
+//! - [`resolve`]: name resolution the subject's way (its /etc/hosts, its resolv.conf, DNS from inside).
+//! - [`probe`]: TCP/UDP probes from inside a namespace, concluding early on a reported drop.
+//! - [`cleanup`]: what hostreach created is removed on exit, on error and on Ctrl-C.
 
+pub mod cleanup;
+pub mod docker;
+pub mod error;
+pub mod netlink;
+pub mod netns;
+pub mod probe;
+pub mod resolve;
+pub mod sockets;
+pub mod tracefs;
+
+pub use error::{CollectError, Result};

@@ -1,0 +1,272 @@
+//! `hostreach doctor`: collect the facts (Docker, netlink, sock_diag, the subject's files), probe from
+//! inside the subject's namespace while recording drop reasons, then let the rules decide.
+
+use crate::cli::DoctorArgs;
+use crate::exit::Failure;
+use hostreach_collect::docker::{self, DockerClient};
+use hostreach_collect::netns::Netns;
+use hostreach_collect::probe::{self, ProbeSpec};
+use hostreach_collect::resolve;
+use hostreach_collect::sockets::{self, SocketQuery};
+use hostreach_collect::{CollectError, netlink};
+use hostreach_model::{
+    Facts, NetworkMode, Proto, Report, Resolution, ResolutionSource, Skipped, Subject, Target, TargetHost, TraceStatus,
+};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The result of one doctor run.
+pub struct Outcome {
+    pub report: Report,
+    /// Exit code per the contract: 0 reachable, 1 diagnosed, 3 could not diagnose.
+    pub code: i32,
+    /// One line for stderr when the diagnosis was incomplete.
+    pub note: Option<String>,
+}
+
+pub async fn run(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Outcome, Failure> {
+    let facts = if let Some(path) = &args.facts {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("cannot read facts file {}: {e}", path.display())))?;
+        let f: Facts = serde_json::from_str(&text)
+            .map_err(|e| Failure::usage(format!("{} is not a hostreach facts file: {e}", path.display())))?;
+        if f.target.is_none() {
+            return Err(Failure::usage(format!("{} holds no target", path.display())));
+        }
+        f
+    } else {
+        collect(args, docker_host).await?
+    };
+    if let Some(path) = &args.save_facts {
+        let text = serde_json::to_string_pretty(&facts).expect("facts serialise");
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Failure::cannot(format!("cannot write facts to {}: {e}", path.display())))?;
+    }
+    let report = hostreach_rules::diagnose(&facts);
+    let (code, note) = exit_code(&facts, &report);
+    Ok(Outcome { report, code, note })
+}
+
+fn exit_code(facts: &Facts, report: &Report) -> (i32, Option<String>) {
+    use hostreach_model::Code;
+    match report.verdict.code {
+        Code::Ok => (crate::exit::OK, None),
+        Code::Unknown if facts.probe.is_none() => {
+            let why = facts
+                .skipped
+                .iter()
+                .find(|s| s.what == "probe")
+                .map(|s| s.why.clone())
+                .unwrap_or_else(|| "the probe did not run".into());
+            (3, Some(format!("could not diagnose: {why}")))
+        }
+        _ => (crate::exit::DIAGNOSED, None),
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Collects everything one diagnosis needs.
+pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Facts, Failure> {
+    let to = args.to.as_deref().unwrap_or_default();
+    let proto: Proto = args.proto.into();
+    let target = Target::parse(to, proto).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut facts = Facts { collector_version: env!("CARGO_PKG_VERSION").to_string(), ..Default::default() };
+    let root = is_root();
+
+    // The subject and its namespace.
+    let mut netns: Option<Netns> = None;
+    let mut subject_pid: Option<u32> = None;
+    if let Some(name) = &args.container {
+        let endpoint = docker::endpoint(docker_host);
+        let client = DockerClient::connect(&endpoint).await.map_err(Failure::from_collect)?;
+        let (daemon, container) = tokio::join!(client.daemon(), client.container(name));
+        let container = container.map_err(Failure::from_collect)?;
+        match daemon {
+            Ok(d) => facts.daemon = Some(d),
+            Err(e) => facts.skipped.push(Skipped { what: "daemon-version".into(), why: e.to_string() }),
+        }
+        if !container.running {
+            return Err(Failure::cannot(format!(
+                "container {} is not running (state: {}): start it with `docker start {}` and run hostreach again",
+                container.name, container.status, container.name
+            )));
+        }
+        let pid = container.pid.ok_or_else(|| {
+            Failure::cannot(format!("the Docker daemon reports no PID for container {}", container.name))
+        })?;
+        subject_pid = Some(pid);
+        facts.subject = Subject::Container(container);
+    } else if let Some(pid) = args.pid {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map_err(|_| Failure::cannot(format!("no process with PID {pid}")))?;
+        subject_pid = Some(pid);
+        facts.subject = Subject::Pid { pid, name: Some(comm.trim().to_string()) };
+    } else if let Some(path) = &args.netns {
+        netns = Some(Netns::open(path).map_err(Failure::from_collect)?);
+        facts.subject = Subject::Netns { path: path.display().to_string() };
+    }
+    if let Some(pid) = subject_pid {
+        match Netns::of_pid(pid) {
+            Ok(ns) => netns = Some(ns),
+            Err(e) if e.is_permission() => facts.skipped.push(Skipped { what: "subject-netns".into(), why: e.to_string() }),
+            Err(e) => return Err(gone(&facts, e)),
+        }
+    }
+
+    // Privileges: say once what cannot be done.
+    let can_enter = root;
+    if !root {
+        facts.skipped.push(Skipped {
+            what: "probe".into(),
+            why: "probing from inside the subject's network namespace needs CAP_SYS_ADMIN (setns): run hostreach as root".into(),
+        });
+    }
+
+    // The subject's own files: /etc/hosts and resolv.conf.
+    let files = if matches!(facts.subject, Subject::Netns { .. }) { resolve::subject_files(None) } else { resolve::subject_files(subject_pid) };
+    facts.skipped.extend(files.skipped.iter().cloned());
+    if let Subject::Container(c) = &mut facts.subject {
+        c.hosts = files.hosts.clone();
+        c.resolv = files.resolv.clone();
+    }
+
+    // Links, addresses and routes on both sides of the wire.
+    let host_ns = Netns::current().map_err(Failure::from_collect)?;
+    match netlink::read_current() {
+        Ok(mut h) => {
+            h.inode = Some(host_ns.inode());
+            facts.host_net = Some(h)
+        }
+        Err(e) => facts.skipped.push(Skipped { what: "host-links".into(), why: e.to_string() }),
+    }
+    if let Some(ns) = &netns {
+        if ns.same_as(&host_ns) {
+            facts.subject_net = facts.host_net.clone();
+        } else if can_enter {
+            match netlink::read(ns) {
+                Ok(mut s) => {
+                    s.inode = Some(ns.inode());
+                    facts.subject_net = Some(s)
+                }
+                Err(e) => facts.skipped.push(Skipped { what: "subject-links".into(), why: e.to_string() }),
+            }
+        }
+    }
+
+    // Where the target points, the subject's way.
+    facts.target = Some(target.clone());
+    let resolution = match &target.host {
+        TargetHost::Ip(ip) => Some(Resolution { name: None, address: Some(*ip), addresses: vec![*ip], source: ResolutionSource::Literal, dns_queries: vec![] }),
+        TargetHost::Host => hostreach_rules::host_keyword_address(&facts).map(|(ip, via)| Resolution {
+            name: None,
+            address: Some(ip),
+            addresses: vec![ip],
+            source: ResolutionSource::HostKeyword {
+                network: facts.subject.container().and_then(|c| c.networks.first()).map(|n| n.name.clone()),
+                via,
+            },
+            dns_queries: vec![],
+        }),
+        TargetHost::Name(name) => {
+            let ns_for_dns = if can_enter { netns.as_ref().filter(|ns| !ns.same_as(&host_ns)) } else { None };
+            let hosts_readable = !files.skipped.iter().any(|s| s.what == "hosts-file");
+            if !hosts_readable && ns_for_dns.is_none() && netns.as_ref().is_some_and(|ns| !ns.same_as(&host_ns)) {
+                facts.skipped.push(Skipped { what: "resolution".into(), why: "the subject's /etc/hosts is unreadable and DNS from its namespace needs root".into() });
+                None
+            } else {
+                let budget = args.timeout.min(Duration::from_secs(3));
+                Some(resolve::resolve_name(name, &files, ns_for_dns, budget).map_err(|e| gone(&facts, e))?)
+            }
+        }
+    };
+    facts.resolution = resolution;
+
+    let network_none = facts.subject.container().is_some_and(|c| c.network_mode == NetworkMode::None);
+    let address = facts.resolution.as_ref().and_then(|r| r.address);
+
+    // Host sockets are read while the probe runs.
+    let sock_q = SocketQuery {
+        tcp: proto == Proto::Tcp,
+        udp: proto == Proto::Udp,
+        listening_only: true,
+        port: Some(target.port),
+        owners: true,
+    };
+    let sockets_thread = std::thread::Builder::new()
+        .name("hr-sockets".into())
+        .spawn(move || sockets::read_current(&sock_q))
+        .map_err(|e| Failure::cannot(format!("spawning a thread: {e}")))?;
+
+    if let Some(addr) = address
+        && !network_none
+        && can_enter
+    {
+        let spec = ProbeSpec {
+            destination: SocketAddr::new(addr, target.port),
+            proto,
+            timeout: args.timeout,
+            trace: !args.no_trace,
+        };
+        let ns = netns.as_ref().filter(|ns| !ns.same_as(&host_ns));
+        match probe::run(ns, spec) {
+            Ok(run) => {
+                facts.probe = Some(run.result);
+                facts.drops = run.drops;
+            }
+            Err(e) => return Err(gone(&facts, e)),
+        }
+        if args.no_trace {
+            facts.drops.status = TraceStatus::NotRun;
+        }
+        if let TraceStatus::Unavailable(why) = &facts.drops.status {
+            facts.skipped.push(Skipped { what: "drop-reasons".into(), why: why.clone() });
+        }
+        // The container may have exited while we probed: then the answer is about a namespace that is gone.
+        if let Some(pid) = subject_pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            return Err(Failure::cannot(format!(
+                "{} exited during the probe: run hostreach again once it is running",
+                subject_label(&facts)
+            )));
+        }
+    }
+
+    match sockets_thread.join() {
+        Ok(Ok(s)) => {
+            if s.iter().any(|x| x.process.is_none()) && !root {
+                facts.skipped.push(Skipped {
+                    what: "socket-owners".into(),
+                    why: "other users' processes cannot be read without root: some sockets show no owner".into(),
+                });
+            }
+            facts.host_sockets = s;
+        }
+        Ok(Err(e)) => facts.skipped.push(Skipped { what: "host-sockets".into(), why: e.to_string() }),
+        Err(_) => facts.skipped.push(Skipped { what: "host-sockets".into(), why: "the socket reader panicked".into() }),
+    }
+    Ok(facts)
+}
+
+fn subject_label(facts: &Facts) -> String {
+    match &facts.subject {
+        Subject::Container(c) => format!("container {}", c.name),
+        Subject::Pid { pid, .. } => format!("process {pid}"),
+        Subject::Netns { path } => format!("namespace {path}"),
+        Subject::None => "the subject".into(),
+    }
+}
+
+/// A collector error about the subject's namespace: most often, the container went away.
+fn gone(facts: &Facts, e: CollectError) -> Failure {
+    match e {
+        CollectError::Subject(_) if !matches!(facts.subject, Subject::Netns { .. }) => Failure::cannot(format!(
+            "{} is gone (its network namespace no longer exists): it exited during the diagnosis",
+            subject_label(facts)
+        )),
+        e => Failure::from_collect(e),
+    }
+}
