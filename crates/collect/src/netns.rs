@@ -100,7 +100,7 @@ mod tests {
         let inode = ns.inode();
         let seen = ns
             .run("hr-test", move || {
-                let me = std::fs::metadata(format!("/proc/thread-self/ns/net")).unwrap().ino();
+                let me = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
                 Ok(me)
             });
         // setns into our own namespace needs CAP_SYS_ADMIN; without it the error must say so.
