@@ -98,7 +98,7 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
             Failure::cannot(format!("the Docker daemon reports no PID for container {}", container.name))
         })?;
         subject_pid = Some(pid);
-        facts.subject = Subject::Container(container);
+        facts.subject = Subject::Container(Box::new(container));
     } else if let Some(pid) = args.pid {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map_err(|_| Failure::cannot(format!("no process with PID {pid}")))?;

@@ -67,7 +67,7 @@ pub fn resolve_name(name: &str, files: &SubjectFiles, netns: Option<&Netns>, bud
     let rc = files.resolv.clone().unwrap_or_default();
     let servers = if rc.nameservers.is_empty() { vec![IpAddr::V4(Ipv4Addr::LOCALHOST)] } else { rc.nameservers.clone() };
     let candidates = search_candidates(name, &rc);
-    let query = move || -> Result<(Vec<DnsQuery>, Option<(IpAddr, Vec<IpAddr>)>)> {
+    let query = move || -> Result<DnsOutcome> {
         let deadline = Instant::now() + budget;
         let mut log = Vec::new();
         for fqdn in &candidates {
@@ -118,6 +118,9 @@ pub fn resolve_name(name: &str, files: &SubjectFiles, netns: Option<&Netns>, bud
         },
     })
 }
+
+/// The queries sent, and the server that answered with its addresses.
+type DnsOutcome = (Vec<DnsQuery>, Option<(IpAddr, Vec<IpAddr>)>);
 
 /// The names the resolver tries: with search domains first when the name has fewer dots than ndots.
 fn search_candidates(name: &str, rc: &ResolvConf) -> Vec<String> {

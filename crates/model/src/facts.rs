@@ -50,7 +50,7 @@ pub struct DaemonFacts {
 pub enum Subject {
     #[default]
     None,
-    Container(ContainerFacts),
+    Container(Box<ContainerFacts>),
     Pid { pid: u32, name: Option<String> },
     Netns { path: String },
 }

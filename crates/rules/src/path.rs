@@ -160,7 +160,7 @@ pub fn hops(facts: &Facts, dst: Option<&IpAddr>, port: u16, failed: Option<Hop>,
             });
         }
     }
-    if !(loopback_target && !host_mode) && mode != Some(NetworkMode::None) {
+    if (host_mode || !loopback_target) && mode != Some(NetworkMode::None) {
         let host_owns = dst.is_some_and(|d| facts.host_net.as_ref().is_some_and(|h| h.owns(d)) || hostreach_model::target::is_loopback(d));
         out.push(PathHop {
             hop: Hop::HostInput,

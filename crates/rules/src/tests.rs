@@ -102,7 +102,7 @@ fn bridge_facts(target: &str) -> Facts {
     Facts {
         collector_version: "test".into(),
         daemon: None,
-        subject: Subject::Container(c),
+        subject: Subject::Container(Box::new(c)),
         subject_net: Some(NetnsFacts {
             inode: Some(2),
             links: vec![link(1, "lo", None, None, None, None), link(5, "eth0", Some("veth"), None, Some(6), Some(0))],
