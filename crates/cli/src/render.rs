@@ -28,6 +28,7 @@ pub fn text(r: &Report) -> String {
         let short = &c.id[..c.id.len().min(12)];
         who.push(format!("container {} ({short})", c.name));
         who.push(match &c.network {
+            Some(n) if *n == mode_name(c.network_mode) => format!("network {n}"),
             Some(n) => format!("network {n} ({})", mode_name(c.network_mode)),
             None => format!("network mode {}", mode_name(c.network_mode)),
         });
@@ -47,7 +48,7 @@ pub fn text(r: &Report) -> String {
         let _ = writeln!(o, "  {}", chain.join(&paint(DIM, " ─▶ ")));
         for h in &r.path {
             let (m, st) = status_mark(h.status);
-            let mut line = format!("  {} {:<18} {}", paint(st, m), h.hop.as_str(), h.name);
+            let mut line = format!("  {} {:<19} {}", paint(st, m), h.hop.as_str(), h.name);
             if let Some(a) = &h.address
                 && Some(a) != Some(&h.name)
             {

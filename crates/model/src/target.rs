@@ -147,7 +147,7 @@ impl Target {
         }
         let host = parse_host(input, host_str, false)?;
         Ok(Target {
-            input: input.to_string(),
+            input: redact_password(input, &url),
             host,
             port,
             proto,
@@ -161,6 +161,17 @@ impl Target {
             TargetHost::Name(n) => Some(n),
             _ => None,
         }
+    }
+}
+
+/// The URL as typed, with its password (if any) replaced by `***`: reports are shared and logged.
+fn redact_password(input: &str, url: &url::Url) -> String {
+    match url.password() {
+        Some(pw) if !pw.is_empty() => {
+            let user = url.username();
+            input.replacen(&format!("{user}:{pw}@"), &format!("{user}:***@"), 1)
+        }
+        _ => input.to_string(),
     }
 }
 
@@ -283,6 +294,9 @@ mod tests {
         assert_eq!(x.port, 5432);
         assert_eq!(x.name(), Some("host.docker.internal"));
         assert_eq!(x.scheme.as_deref(), Some("postgresql"));
+        assert_eq!(x.input, "postgresql://user:***@host.docker.internal/db?sslmode=off", "the password never shows");
+        assert_eq!(t("redis://:pw@h").unwrap().input, "redis://:***@h");
+        assert_eq!(t("redis://u@h").unwrap().input, "redis://u@h");
         assert_eq!(t("redis://172.17.0.1").unwrap().port, 6379);
         assert_eq!(t("mysql://u@db:3307/x").unwrap().port, 3307);
         assert_eq!(t("mariadb://db").unwrap().port, 3306);

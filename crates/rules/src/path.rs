@@ -102,7 +102,7 @@ pub fn hops(facts: &Facts, dst: Option<&IpAddr>, port: u16, failed: Option<Hop>,
             mtu: None,
             address: dst.map(|d| d.to_string()),
             status: HopStatus::Passed,
-            detail: facts.resolution.as_ref().and_then(|r| r.name.clone()).map(|n| format!("resolves {n}")),
+            detail: facts.resolution.as_ref().and_then(|r| r.name.clone()).map(|n| format!("looks up {n}")),
         });
     }
     let host_mode = mode == Some(NetworkMode::Host);
@@ -169,11 +169,13 @@ pub fn hops(facts: &Facts, dst: Option<&IpAddr>, port: u16, failed: Option<Hop>,
             mtu: None,
             address: None,
             status: HopStatus::Passed,
-            detail: Some(if host_owns {
-                "local delivery: the host owns the address, so INPUT decides (not FORWARD, not DOCKER-USER)".into()
-            } else {
-                "the host does not own this address: the packet is forwarded".into()
-            }),
+            detail: match dst {
+                None => None,
+                Some(_) if host_owns => {
+                    Some("local delivery: the host owns the address, so INPUT decides (not FORWARD, not DOCKER-USER)".into())
+                }
+                Some(_) => Some("the host does not own this address: the packet is forwarded".into()),
+            },
         });
         out.push(PathHop {
             hop: Hop::HostSocket,
