@@ -123,7 +123,7 @@ impl Target {
             }
         };
         let port = parse_port(input, port_part)?;
-        let host = parse_host(input, host_part, true)?;
+        let host = parse_host(input, host_part)?;
         Ok(Target { input: input.to_string(), host, port, proto, scheme: None })
     }
 
@@ -145,7 +145,7 @@ impl Target {
         if port == 0 {
             return Err(TargetError::BadPort(input.into(), "0".into()));
         }
-        let host = parse_host(input, host_str, false)?;
+        let host = parse_host(input, host_str)?;
         Ok(Target {
             input: redact_password(input, &url),
             host,
@@ -185,11 +185,11 @@ fn parse_port(input: &str, p: &str) -> Result<u16, TargetError> {
     }
 }
 
-fn parse_host(input: &str, h: &str, keyword_host: bool) -> Result<TargetHost, TargetError> {
+fn parse_host(input: &str, h: &str) -> Result<TargetHost, TargetError> {
     if h.is_empty() {
         return Err(TargetError::BadHost(input.into(), h.into()));
     }
-    if keyword_host && h.eq_ignore_ascii_case("host") {
+    if h.eq_ignore_ascii_case("host") {
         return Ok(TargetHost::Host);
     }
     if let Ok(ip) = h.parse::<IpAddr>() {
@@ -298,6 +298,7 @@ mod tests {
         assert_eq!(t("redis://:pw@h").unwrap().input, "redis://:***@h");
         assert_eq!(t("redis://u@h").unwrap().input, "redis://u@h");
         assert_eq!(t("redis://172.17.0.1").unwrap().port, 6379);
+        assert_eq!(t("redis://host:6380").unwrap().host, TargetHost::Host, "`host` is the host in URLs too");
         assert_eq!(t("mysql://u@db:3307/x").unwrap().port, 3307);
         assert_eq!(t("mariadb://db").unwrap().port, 3306);
         assert_eq!(t("mongodb://db").unwrap().port, 27017);
