@@ -9,6 +9,7 @@
 //! - [`resolve`]: name resolution the subject's way (its /etc/hosts, its resolv.conf, DNS from inside).
 //! - [`probe`]: TCP/UDP probes from inside a namespace, concluding early on a reported drop.
 //! - [`cleanup`]: what hostreach created is removed on exit, on error and on Ctrl-C.
+//! - [`relay`]: `hostreach relay`: listeners inside a namespace, connections carried to the host with splice.
 
 pub mod cleanup;
 pub mod docker;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
+pub mod relay;
 pub mod resolve;
 pub mod sockets;
 pub mod tracefs;
