@@ -3,10 +3,19 @@
 use std::path::{Path, PathBuf};
 
 /// The names compose looks for, in its order of preference (Docker Compose v2).
-pub const DEFAULT_FILES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"];
+pub const DEFAULT_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
 /// The override files compose adds after the main one, in its order of preference.
-pub const OVERRIDE_FILES: [&str; 4] =
-    ["compose.override.yml", "compose.override.yaml", "docker-compose.override.yml", "docker-compose.override.yaml"];
+pub const OVERRIDE_FILES: [&str; 4] = [
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
 
 /// The files compose would pick starting from `dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +32,19 @@ pub struct Picked {
 pub fn pick(dir: &Path, exists: &dyn Fn(&Path) -> bool) -> Option<Picked> {
     let mut cur = Some(dir);
     while let Some(d) = cur {
-        let found: Vec<PathBuf> = DEFAULT_FILES.iter().map(|n| join(d, n)).filter(|p| exists(p)).collect();
+        let found: Vec<PathBuf> = DEFAULT_FILES
+            .iter()
+            .map(|n| join(d, n))
+            .filter(|p| exists(p))
+            .collect();
         if let Some(main) = found.first() {
             let mut files = vec![main.clone()];
             let mut ignored: Vec<PathBuf> = found[1..].to_vec();
-            let overrides: Vec<PathBuf> = OVERRIDE_FILES.iter().map(|n| join(d, n)).filter(|p| exists(p)).collect();
+            let overrides: Vec<PathBuf> = OVERRIDE_FILES
+                .iter()
+                .map(|n| join(d, n))
+                .filter(|p| exists(p))
+                .collect();
             if let Some(o) = overrides.first() {
                 files.push(o.clone());
                 ignored.extend(overrides[1..].iter().cloned());
@@ -42,12 +59,20 @@ pub fn pick(dir: &Path, exists: &dyn Fn(&Path) -> bool) -> Option<Picked> {
 /// `COMPOSE_FILE` (with `COMPOSE_PATH_SEPARATOR`, default `:`), as compose reads it.
 pub fn from_compose_file_var(value: &str, separator: Option<&str>) -> Vec<PathBuf> {
     let sep = separator.filter(|s| !s.is_empty()).unwrap_or(":");
-    value.split(sep).filter(|s| !s.trim().is_empty()).map(|s| PathBuf::from(s.trim())).collect()
+    value
+        .split(sep)
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| PathBuf::from(s.trim()))
+        .collect()
 }
 
 /// `dir/name`, without a leading `./` when `dir` is `.` or empty.
 fn join(dir: &Path, name: &str) -> PathBuf {
-    if dir.as_os_str().is_empty() || dir == Path::new(".") { PathBuf::from(name) } else { dir.join(name) }
+    if dir.as_os_str().is_empty() || dir == Path::new(".") {
+        PathBuf::from(name)
+    } else {
+        dir.join(name)
+    }
 }
 
 #[cfg(test)]
@@ -62,15 +87,43 @@ mod tests {
 
     #[test]
     fn compose_yaml_first_then_its_override() {
-        let p = pick(Path::new("."), &fs(&["compose.yaml", "docker-compose.yml", "compose.override.yaml"])).unwrap();
-        assert_eq!(p.files, vec![PathBuf::from("compose.yaml"), PathBuf::from("compose.override.yaml")]);
+        let p = pick(
+            Path::new("."),
+            &fs(&[
+                "compose.yaml",
+                "docker-compose.yml",
+                "compose.override.yaml",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.files,
+            vec![
+                PathBuf::from("compose.yaml"),
+                PathBuf::from("compose.override.yaml")
+            ]
+        );
         assert_eq!(p.ignored, vec![PathBuf::from("docker-compose.yml")]);
     }
 
     #[test]
     fn yml_before_yaml_for_docker_compose_names() {
-        let p = pick(Path::new("proj"), &fs(&["proj/docker-compose.yaml", "proj/docker-compose.yml", "proj/docker-compose.override.yml"])).unwrap();
-        assert_eq!(p.files, vec![PathBuf::from("proj/docker-compose.yml"), PathBuf::from("proj/docker-compose.override.yml")]);
+        let p = pick(
+            Path::new("proj"),
+            &fs(&[
+                "proj/docker-compose.yaml",
+                "proj/docker-compose.yml",
+                "proj/docker-compose.override.yml",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.files,
+            vec![
+                PathBuf::from("proj/docker-compose.yml"),
+                PathBuf::from("proj/docker-compose.override.yml")
+            ]
+        );
     }
 
     #[test]
@@ -84,7 +137,13 @@ mod tests {
 
     #[test]
     fn compose_file_variable() {
-        assert_eq!(from_compose_file_var("a.yml:b.yml", None), vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]);
-        assert_eq!(from_compose_file_var("a.yml;b.yml", Some(";")), vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]);
+        assert_eq!(
+            from_compose_file_var("a.yml:b.yml", None),
+            vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+        );
+        assert_eq!(
+            from_compose_file_var("a.yml;b.yml", Some(";")),
+            vec![PathBuf::from("a.yml"), PathBuf::from("b.yml")]
+        );
     }
 }

@@ -63,15 +63,32 @@ pub struct LintFinding {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum LintEvidence {
     /// A line of a compose file or env file, as written.
-    Compose { file: String, line: usize, key: String, text: String },
+    Compose {
+        file: String,
+        line: usize,
+        key: String,
+        text: String,
+    },
     /// A variable that interpolation substituted into the value.
-    Variable { name: String, value: Option<String>, source: String },
+    Variable {
+        name: String,
+        value: Option<String>,
+        source: String,
+    },
     /// An address this host owns, and the interface that owns it (netlink).
-    Address { address: String, interface: String, interface_kind: Option<String> },
+    Address {
+        address: String,
+        interface: String,
+        interface_kind: Option<String>,
+    },
     /// An address no interface of this host owns (netlink).
     NotLocal { address: String },
     /// The host's egress: the default route's interface and MTU (netlink).
-    Egress { interface: String, mtu: u32, route_mtu: Option<u32> },
+    Egress {
+        interface: String,
+        mtu: u32,
+        route_mtu: Option<u32>,
+    },
     /// How the service is attached: network mode, networks, namespace sharing.
     Network { detail: String },
     /// Something that could not be checked, and why.
@@ -88,7 +105,11 @@ pub struct LintError {
 
 impl fmt::Display for LintError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 { write!(f, "{}:{}: {}", self.file, self.line, self.message) } else { write!(f, "{}: {}", self.file, self.message) }
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
     }
 }
 
@@ -128,6 +149,8 @@ pub struct LintReport {
 impl LintReport {
     /// Any finding of warning or error severity.
     pub fn has_problems(&self) -> bool {
-        self.findings.iter().any(|f| f.severity >= Severity::Warning)
+        self.findings
+            .iter()
+            .any(|f| f.severity >= Severity::Warning)
     }
 }

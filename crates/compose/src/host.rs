@@ -33,17 +33,31 @@ impl HostFacts {
     /// (then IPv6's), unless `egress_mtu` overrides it.
     pub fn from_netns(net: NetnsFacts, egress_mtu: Option<u32>) -> HostFacts {
         let egress = match egress_mtu {
-            Some(m) => Some(Egress { interface: "given".into(), mtu: m, route_mtu: None, given: true }),
+            Some(m) => Some(Egress {
+                interface: "given".into(),
+                mtu: m,
+                route_mtu: None,
+                given: true,
+            }),
             None => egress_of(&net),
         };
-        HostFacts { net: Some(net), egress, unavailable: None }
+        HostFacts {
+            net: Some(net),
+            egress,
+            unavailable: None,
+        }
     }
 
     /// No facts: `why` says so in the report. An `egress_mtu` the user gave still counts.
     pub fn unavailable(why: impl Into<String>, egress_mtu: Option<u32>) -> HostFacts {
         HostFacts {
             net: None,
-            egress: egress_mtu.map(|m| Egress { interface: "given".into(), mtu: m, route_mtu: None, given: true }),
+            egress: egress_mtu.map(|m| Egress {
+                interface: "given".into(),
+                mtu: m,
+                route_mtu: None,
+                given: true,
+            }),
             unavailable: Some(why.into()),
         }
     }
@@ -57,14 +71,27 @@ impl HostFacts {
 /// The default route's interface and the MTU a packet leaving by it gets.
 pub fn egress_of(net: &NetnsFacts) -> Option<Egress> {
     let is_default = |r: &&hostreach_model::RouteFact| {
-        r.table == RT_TABLE_MAIN && r.destination.is_none() && r.prefix_len == 0 && r.kind == "unicast" && r.oif.is_some()
+        r.table == RT_TABLE_MAIN
+            && r.destination.is_none()
+            && r.prefix_len == 0
+            && r.kind == "unicast"
+            && r.oif.is_some()
     };
-    let v4 = net.routes.iter().filter(is_default).find(|r| r.gateway.is_none_or(|g| g.is_ipv4()));
+    let v4 = net
+        .routes
+        .iter()
+        .filter(is_default)
+        .find(|r| r.gateway.is_none_or(|g| g.is_ipv4()));
     let route = v4.or_else(|| net.routes.iter().find(is_default))?;
     let link = net.link(route.oif?)?;
     let link_mtu = link.mtu?;
     let mtu = route.mtu.map(|m| m.min(link_mtu)).unwrap_or(link_mtu);
-    Some(Egress { interface: link.name.clone(), mtu, route_mtu: route.mtu, given: false })
+    Some(Egress {
+        interface: link.name.clone(),
+        mtu,
+        route_mtu: route.mtu,
+        given: false,
+    })
 }
 
 #[cfg(test)]
@@ -89,15 +116,35 @@ pub(crate) mod fixtures {
     /// A host with eth0 (MTU `eth_mtu`, default route), docker0 172.17.0.1 and a compose bridge
     /// br-1234 172.18.0.1 (when `docker0` is false, no docker0).
     pub fn host(eth_mtu: u32, docker0: bool) -> NetnsFacts {
-        let mut links = vec![link(1, "lo", None, 65536), link(2, "eth0", None, eth_mtu), link(4, "br-1234abcd5678", Some("bridge"), 1500)];
+        let mut links = vec![
+            link(1, "lo", None, 65536),
+            link(2, "eth0", None, eth_mtu),
+            link(4, "br-1234abcd5678", Some("bridge"), 1500),
+        ];
         let mut addresses = vec![
-            AddrFact { index: 1, address: "127.0.0.1".parse().unwrap(), prefix_len: 8 },
-            AddrFact { index: 2, address: "10.1.2.3".parse().unwrap(), prefix_len: 24 },
-            AddrFact { index: 4, address: "172.18.0.1".parse().unwrap(), prefix_len: 16 },
+            AddrFact {
+                index: 1,
+                address: "127.0.0.1".parse().unwrap(),
+                prefix_len: 8,
+            },
+            AddrFact {
+                index: 2,
+                address: "10.1.2.3".parse().unwrap(),
+                prefix_len: 24,
+            },
+            AddrFact {
+                index: 4,
+                address: "172.18.0.1".parse().unwrap(),
+                prefix_len: 16,
+            },
         ];
         if docker0 {
             links.push(link(3, "docker0", Some("bridge"), 1500));
-            addresses.push(AddrFact { index: 3, address: "172.17.0.1".parse().unwrap(), prefix_len: 16 });
+            addresses.push(AddrFact {
+                index: 3,
+                address: "172.17.0.1".parse().unwrap(),
+                prefix_len: 16,
+            });
         }
         let routes = vec![RouteFact {
             destination: None,
@@ -109,7 +156,12 @@ pub(crate) mod fixtures {
             preferred_source: None,
             mtu: None,
         }];
-        NetnsFacts { inode: None, links, addresses, routes }
+        NetnsFacts {
+            inode: None,
+            links,
+            addresses,
+            routes,
+        }
     }
 }
 
@@ -121,7 +173,10 @@ mod tests {
     #[test]
     fn egress_is_the_default_route_interface() {
         let e = egress_of(&host(1400, true)).unwrap();
-        assert_eq!((e.interface.as_str(), e.mtu, e.given), ("eth0", 1400, false));
+        assert_eq!(
+            (e.interface.as_str(), e.mtu, e.given),
+            ("eth0", 1400, false)
+        );
         let mut h = host(1500, true);
         h.routes[0].mtu = Some(1380);
         assert_eq!(egress_of(&h).unwrap().mtu, 1380);
@@ -134,7 +189,10 @@ mod tests {
     #[test]
     fn owners() {
         let f = HostFacts::from_netns(host(1500, true), None);
-        assert_eq!(f.owner(&"172.17.0.1".parse().unwrap()).unwrap().name, "docker0");
+        assert_eq!(
+            f.owner(&"172.17.0.1".parse().unwrap()).unwrap().name,
+            "docker0"
+        );
         let f = HostFacts::from_netns(host(1500, false), None);
         assert!(f.owner(&"172.17.0.1".parse().unwrap()).is_none());
     }

@@ -44,7 +44,9 @@ pub struct VarUse {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InterpError {
-    #[error("invalid interpolation format {0:?}: write ${{VAR}}, ${{VAR:-default}}, ${{VAR:?error}}, or $$ for a literal $")]
+    #[error(
+        "invalid interpolation format {0:?}: write ${{VAR}}, ${{VAR:-default}}, ${{VAR:?error}}, or $$ for a literal $"
+    )]
     Invalid(String),
     #[error("required variable {name} is missing a value: {message}")]
     Required { name: String, message: String },
@@ -59,13 +61,25 @@ pub struct Vars {
 
 impl Vars {
     pub fn new(env: HashMap<String, String>) -> Vars {
-        Vars { env, file: HashMap::new() }
+        Vars {
+            env,
+            file: HashMap::new(),
+        }
     }
     /// Adds the entries of an env file (an entry never hides the process environment).
     pub fn add_env_file(&mut self, file: &str, entries: &[EnvEntry]) {
         for e in entries {
             if let Some(v) = &e.value {
-                self.file.insert(e.key.clone(), (v.clone(), VarSource::EnvFile { file: file.to_string(), line: e.line }));
+                self.file.insert(
+                    e.key.clone(),
+                    (
+                        v.clone(),
+                        VarSource::EnvFile {
+                            file: file.to_string(),
+                            line: e.line,
+                        },
+                    ),
+                );
             }
         }
     }
@@ -81,7 +95,10 @@ impl Vars {
 }
 
 /// Interpolates `s`. Returns the new text and the variables used, in order.
-pub fn interpolate(s: &str, lookup: &dyn Fn(&str) -> Option<(String, VarSource)>) -> Result<(String, Vec<VarUse>), InterpError> {
+pub fn interpolate(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<(String, VarSource)>,
+) -> Result<(String, Vec<VarUse>), InterpError> {
     let mut uses = Vec::new();
     let out = subst(s, lookup, &mut uses, 0)?;
     Ok((out, uses))
@@ -96,7 +113,12 @@ fn is_name_char(c: char) -> bool {
     c == '_' || c.is_ascii_alphanumeric()
 }
 
-fn subst(s: &str, lookup: &dyn Fn(&str) -> Option<(String, VarSource)>, uses: &mut Vec<VarUse>, depth: usize) -> Result<String, InterpError> {
+fn subst(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<(String, VarSource)>,
+    uses: &mut Vec<VarUse>,
+    depth: usize,
+) -> Result<String, InterpError> {
     if depth > MAX_DEPTH {
         return Err(InterpError::Invalid(s.to_string()));
     }
@@ -113,13 +135,16 @@ fn subst(s: &str, lookup: &dyn Fn(&str) -> Option<(String, VarSource)>, uses: &m
             }
             Some('{') => {
                 let body_start = 1;
-                let close = closing_brace(&after[body_start..]).ok_or_else(|| InterpError::Invalid(s.to_string()))?;
+                let close = closing_brace(&after[body_start..])
+                    .ok_or_else(|| InterpError::Invalid(s.to_string()))?;
                 let body = &after[body_start..body_start + close];
                 out.push_str(&braced(body, s, lookup, uses, depth)?);
                 rest = &after[body_start + close + 1..];
             }
             Some(c) if is_name_start(c) => {
-                let end = after.find(|c: char| !is_name_char(c)).unwrap_or(after.len());
+                let end = after
+                    .find(|c: char| !is_name_char(c))
+                    .unwrap_or(after.len());
                 let name = &after[..end];
                 out.push_str(&plain(name, lookup, uses));
                 rest = &after[end..];
@@ -163,20 +188,40 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-fn plain(name: &str, lookup: &dyn Fn(&str) -> Option<(String, VarSource)>, uses: &mut Vec<VarUse>) -> String {
+fn plain(
+    name: &str,
+    lookup: &dyn Fn(&str) -> Option<(String, VarSource)>,
+    uses: &mut Vec<VarUse>,
+) -> String {
     match lookup(name) {
         Some((v, src)) => {
-            uses.push(VarUse { name: name.into(), value: Some(v.clone()), source: src, default_used: false });
+            uses.push(VarUse {
+                name: name.into(),
+                value: Some(v.clone()),
+                source: src,
+                default_used: false,
+            });
             v
         }
         None => {
-            uses.push(VarUse { name: name.into(), value: None, source: VarSource::Unset, default_used: false });
+            uses.push(VarUse {
+                name: name.into(),
+                value: None,
+                source: VarSource::Unset,
+                default_used: false,
+            });
             String::new()
         }
     }
 }
 
-fn braced(body: &str, whole: &str, lookup: &dyn Fn(&str) -> Option<(String, VarSource)>, uses: &mut Vec<VarUse>, depth: usize) -> Result<String, InterpError> {
+fn braced(
+    body: &str,
+    whole: &str,
+    lookup: &dyn Fn(&str) -> Option<(String, VarSource)>,
+    uses: &mut Vec<VarUse>,
+    depth: usize,
+) -> Result<String, InterpError> {
     let mut chars = body.char_indices();
     match chars.next() {
         Some((_, c)) if is_name_start(c) => {}
@@ -193,7 +238,9 @@ fn braced(body: &str, whole: &str, lookup: &dyn Fn(&str) -> Option<(String, VarS
         None => (false, op),
     };
     let mut it = op.chars();
-    let kind = it.next().ok_or_else(|| InterpError::Invalid(whole.to_string()))?;
+    let kind = it
+        .next()
+        .ok_or_else(|| InterpError::Invalid(whole.to_string()))?;
     if !matches!(kind, '-' | '?' | '+') {
         return Err(InterpError::Invalid(whole.to_string()));
     }
@@ -209,7 +256,12 @@ fn braced(body: &str, whole: &str, lookup: &dyn Fn(&str) -> Option<(String, VarS
             Some((v, s)) => (Some(v.clone()), s.clone()),
             None => (None, VarSource::Unset),
         };
-        uses.push(VarUse { name: name.into(), value, source, default_used });
+        uses.push(VarUse {
+            name: name.into(),
+            value,
+            source,
+            default_used,
+        });
     };
     match kind {
         '-' => {
@@ -236,7 +288,10 @@ fn braced(body: &str, whole: &str, lookup: &dyn Fn(&str) -> Option<(String, VarS
                 Ok(found.map(|f| f.0).unwrap_or_default())
             } else {
                 let message = subst(arg, lookup, uses, depth + 1)?;
-                Err(InterpError::Required { name: name.into(), message })
+                Err(InterpError::Required {
+                    name: name.into(),
+                    message,
+                })
             }
         }
     }
@@ -267,7 +322,10 @@ pub struct EnvFileError {
 /// quotes take `\n`, `\t`, `\"`, `\\` escapes and may span lines; unquoted values are trimmed and
 /// lose a ` # comment`; variables in unquoted and double-quoted values are expanded from `env`
 /// first, then from the entries above. A bare `KEY` takes the value `env` has.
-pub fn parse_env_file(text: &str, env: &HashMap<String, String>) -> Result<Vec<EnvEntry>, EnvFileError> {
+pub fn parse_env_file(
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<Vec<EnvEntry>, EnvFileError> {
     let mut entries: Vec<EnvEntry> = Vec::new();
     let lines: Vec<&str> = text.split('\n').collect();
     let mut i = 0;
@@ -280,7 +338,10 @@ pub fn parse_env_file(text: &str, env: &HashMap<String, String>) -> Result<Vec<E
             continue;
         }
         let t = t.strip_prefix("export ").map(str::trim_start).unwrap_or(t);
-        let err = |m: String| EnvFileError { line: line_no, message: m };
+        let err = |m: String| EnvFileError {
+            line: line_no,
+            message: m,
+        };
         let (key, value_part) = match t.find('=') {
             Some(eq) => (t[..eq].trim(), Some(&t[eq + 1..])),
             None => (t.trim(), None),
@@ -288,8 +349,12 @@ pub fn parse_env_file(text: &str, env: &HashMap<String, String>) -> Result<Vec<E
         if key.is_empty() {
             return Err(err("a line starts with `=`: write KEY=VALUE".into()));
         }
-        if !key.chars().next().is_some_and(is_name_start) || !key.chars().all(|c| is_name_char(c) || c == '.' || c == '-') {
-            return Err(err(format!("{key:?} is not a variable name: write KEY=VALUE")));
+        if !key.chars().next().is_some_and(is_name_start)
+            || !key.chars().all(|c| is_name_char(c) || c == '.' || c == '-')
+        {
+            return Err(err(format!(
+                "{key:?} is not a variable name: write KEY=VALUE"
+            )));
         }
         let lookup_env = |entries: &Vec<EnvEntry>| {
             let entries = entries.clone();
@@ -297,24 +362,37 @@ pub fn parse_env_file(text: &str, env: &HashMap<String, String>) -> Result<Vec<E
                 if let Some(v) = env.get(n) {
                     return Some((v.clone(), VarSource::Environment));
                 }
-                entries.iter().rev().find(|e| e.key == n).and_then(|e| e.value.clone()).map(|v| (v, VarSource::Unset))
+                entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.key == n)
+                    .and_then(|e| e.value.clone())
+                    .map(|v| (v, VarSource::Unset))
             }
         };
         let Some(vp) = value_part else {
-            entries.push(EnvEntry { key: key.into(), value: env.get(key).cloned(), line: line_no });
+            entries.push(EnvEntry {
+                key: key.into(),
+                value: env.get(key).cloned(),
+                line: line_no,
+            });
             continue;
         };
         let vp = vp.trim_start();
         let value = if let Some(body) = vp.strip_prefix('\'') {
             // single quotes: literal, may span lines
-            let (content, consumed) = quoted(body, '\'', &lines, &mut i).ok_or_else(|| err("unterminated single quote".into()))?;
+            let (content, consumed) = quoted(body, '\'', &lines, &mut i)
+                .ok_or_else(|| err("unterminated single quote".into()))?;
             let _ = consumed;
             content
         } else if let Some(body) = vp.strip_prefix('"') {
-            let (content, _) = quoted(body, '"', &lines, &mut i).ok_or_else(|| err("unterminated double quote".into()))?;
+            let (content, _) = quoted(body, '"', &lines, &mut i)
+                .ok_or_else(|| err("unterminated double quote".into()))?;
             let unescaped = unescape(&content);
             let l = lookup_env(&entries);
-            interpolate(&unescaped, &l).map_err(|e| err(e.to_string()))?.0
+            interpolate(&unescaped, &l)
+                .map_err(|e| err(e.to_string()))?
+                .0
         } else {
             let mut v = vp;
             if let Some(h) = find_inline_comment(v) {
@@ -324,7 +402,11 @@ pub fn parse_env_file(text: &str, env: &HashMap<String, String>) -> Result<Vec<E
             let l = lookup_env(&entries);
             interpolate(v, &l).map_err(|e| err(e.to_string()))?.0
         };
-        entries.push(EnvEntry { key: key.into(), value: Some(value), line: line_no });
+        entries.push(EnvEntry {
+            key: key.into(),
+            value: Some(value),
+            line: line_no,
+        });
     }
     Ok(entries)
 }
@@ -344,7 +426,10 @@ fn quoted(first: &str, q: char, lines: &[&str], next: &mut usize) -> Option<(Str
         if *next >= lines.len() {
             return None;
         }
-        cur = lines[*next].strip_suffix('\r').unwrap_or(lines[*next]).to_string();
+        cur = lines[*next]
+            .strip_suffix('\r')
+            .unwrap_or(lines[*next])
+            .to_string();
         *next += 1;
         consumed += 1;
     }
@@ -404,7 +489,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<(String, VarSource)> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |n: &str| m.get(n).map(|v| (v.clone(), VarSource::Environment))
     }
     fn run(s: &str, pairs: &[(&str, &str)]) -> Result<String, InterpError> {
@@ -429,7 +517,10 @@ mod tests {
         assert_eq!(run("$$A $${A}", &v).unwrap(), "$A ${A}");
         assert_eq!(run("${U}", &v).unwrap(), "");
         assert_eq!(run("cost: 5$ or $1", &v).unwrap(), "cost: 5$ or $1");
-        assert_eq!(run("postgres://${HOST:-localhost}:5432/db", &v).unwrap(), "postgres://db:5432/db");
+        assert_eq!(
+            run("postgres://${HOST:-localhost}:5432/db", &v).unwrap(),
+            "postgres://db:5432/db"
+        );
         assert_eq!(run("${U:-${A}}", &v).unwrap(), "a");
         assert_eq!(run("${U:-${V:-deep}}-x", &v).unwrap(), "deep-x");
         assert_eq!(run("${U:-a b:c}", &v).unwrap(), "a b:c");
@@ -438,12 +529,27 @@ mod tests {
     #[test]
     fn errors() {
         let v = [("E", "")];
-        assert_eq!(run("${U:?set it}", &v).unwrap_err(), InterpError::Required { name: "U".into(), message: "set it".into() });
-        assert!(matches!(run("${E:?}", &v), Err(InterpError::Required { .. })));
+        assert_eq!(
+            run("${U:?set it}", &v).unwrap_err(),
+            InterpError::Required {
+                name: "U".into(),
+                message: "set it".into()
+            }
+        );
+        assert!(matches!(
+            run("${E:?}", &v),
+            Err(InterpError::Required { .. })
+        ));
         assert_eq!(run("${E?x}", &v).unwrap(), "");
-        assert!(matches!(run("${U?}", &v), Err(InterpError::Required { .. })));
+        assert!(matches!(
+            run("${U?}", &v),
+            Err(InterpError::Required { .. })
+        ));
         for bad in ["${", "${A", "${}", "${1A}", "${A%x}", "${A:x}", "${-x}"] {
-            assert!(matches!(run(bad, &v), Err(InterpError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(run(bad, &v), Err(InterpError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -481,9 +587,35 @@ mod tests {
     #[test]
     fn process_environment_wins_over_env_file() {
         let mut v = Vars::new([("A".to_string(), "env".to_string())].into());
-        v.add_env_file(".env", &[EnvEntry { key: "A".into(), value: Some("file".into()), line: 1 }, EnvEntry { key: "B".into(), value: Some("fb".into()), line: 2 }]);
-        assert_eq!(v.lookup("A").unwrap(), ("env".to_string(), VarSource::Environment));
-        assert_eq!(v.lookup("B").unwrap(), ("fb".to_string(), VarSource::EnvFile { file: ".env".into(), line: 2 }));
+        v.add_env_file(
+            ".env",
+            &[
+                EnvEntry {
+                    key: "A".into(),
+                    value: Some("file".into()),
+                    line: 1,
+                },
+                EnvEntry {
+                    key: "B".into(),
+                    value: Some("fb".into()),
+                    line: 2,
+                },
+            ],
+        );
+        assert_eq!(
+            v.lookup("A").unwrap(),
+            ("env".to_string(), VarSource::Environment)
+        );
+        assert_eq!(
+            v.lookup("B").unwrap(),
+            (
+                "fb".to_string(),
+                VarSource::EnvFile {
+                    file: ".env".into(),
+                    line: 2
+                }
+            )
+        );
     }
 
     proptest::proptest! {

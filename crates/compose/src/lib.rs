@@ -32,7 +32,7 @@ pub mod yaml;
 
 pub use finding::{LintCode, LintError, LintEvidence, LintFinding, LintNote, LintReport};
 pub use host::{Egress, HostFacts};
-pub use load::{load, Fs, Options, Project};
+pub use load::{Fs, Options, Project, load};
 
 /// Loads the project and lints it.
 pub fn lint_project(opts: &Options, fs: &dyn Fs, facts: &HostFacts) -> LintReport {
@@ -51,12 +51,21 @@ pub fn lint(project: &Project, facts: &HostFacts) -> LintReport {
         });
     }
     let findings = rules::lint(project, facts, &mut notes);
+    let mut errors = project.errors.clone();
+    let file_order = |f: &str| {
+        project
+            .sources
+            .iter()
+            .position(|s| s.path == f)
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by_key(|e| (file_order(&e.file), e.line));
     LintReport {
         schema: hostreach_model::SCHEMA.to_string(),
         findings,
         files: project.files(),
         env_file: project.env_file.clone(),
-        errors: project.errors.clone(),
+        errors,
         notes,
     }
 }

@@ -40,16 +40,29 @@ pub struct Source {
 
 impl Source {
     pub fn new(path: impl Into<String>, text: impl Into<String>) -> Source {
-        Source { path: path.into(), text: text.into(), char_starts: std::sync::OnceLock::new() }
+        Source {
+            path: path.into(),
+            text: text.into(),
+            char_starts: std::sync::OnceLock::new(),
+        }
     }
     /// The text of line `line` (1-based), without its newline.
     pub fn line_text(&self, line: usize) -> Option<&str> {
-        self.text.split('\n').nth(line.checked_sub(1)?).map(|l| l.strip_suffix('\r').unwrap_or(l))
+        self.text
+            .split('\n')
+            .nth(line.checked_sub(1)?)
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
     }
     /// The line where `needle` (ASCII case-insensitive) is written inside the node at `pos`, or
     /// the node's own line when it is not written there literally (it came from a variable).
     pub fn line_of(&self, pos: Pos, needle: &str) -> usize {
-        let starts = self.char_starts.get_or_init(|| self.text.char_indices().map(|(i, _)| i).chain(std::iter::once(self.text.len())).collect());
+        let starts = self.char_starts.get_or_init(|| {
+            self.text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(self.text.len()))
+                .collect()
+        });
         let byte = |ci: usize| starts.get(ci).copied().unwrap_or(self.text.len());
         let (s, e) = (byte(pos.start), byte(pos.end.max(pos.start)));
         if s >= e || needle.is_empty() {
@@ -98,22 +111,35 @@ pub struct Project {
 
 impl Project {
     pub fn path(&self, pos: Pos) -> &str {
-        self.sources.get(pos.file).map(|s| s.path.as_str()).unwrap_or("?")
+        self.sources
+            .get(pos.file)
+            .map(|s| s.path.as_str())
+            .unwrap_or("?")
     }
     pub fn source(&self, pos: Pos) -> Option<&Source> {
         self.sources.get(pos.file)
     }
     pub fn services(&self) -> impl Iterator<Item = (&str, &crate::yaml::Entry)> {
-        self.root.get("services").and_then(Node::as_map).unwrap_or(&[]).iter().map(|e| (e.key.as_str(), e))
+        self.root
+            .get("services")
+            .and_then(Node::as_map)
+            .unwrap_or(&[])
+            .iter()
+            .map(|e| (e.key.as_str(), e))
     }
     pub fn files(&self) -> Vec<String> {
-        self.sources[..self.compose_files].iter().map(|s| s.path.clone()).collect()
+        self.sources[..self.compose_files]
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
     }
 }
 
 fn show(p: &Path) -> String {
     let s = p.to_string_lossy();
-    s.strip_prefix("./").map(str::to_string).unwrap_or_else(|| s.into_owned())
+    s.strip_prefix("./")
+        .map(str::to_string)
+        .unwrap_or_else(|| s.into_owned())
 }
 
 /// Loads the project. Nothing here fails as a whole: each problem becomes an error with its
@@ -123,12 +149,32 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let mut paths = opts.files.clone();
-    let start_dir = opts.project_directory.clone().unwrap_or_else(|| PathBuf::from("."));
+    let start_dir = opts
+        .project_directory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
     if paths.is_empty() {
-        if let Some(v) = opts.env.get("COMPOSE_FILE").filter(|v| !v.trim().is_empty()) {
+        if let Some(v) = opts
+            .env
+            .get("COMPOSE_FILE")
+            .filter(|v| !v.trim().is_empty())
+        {
             let sep = opts.env.get("COMPOSE_PATH_SEPARATOR").map(String::as_str);
-            paths = files::from_compose_file_var(v, sep).into_iter().map(|p| if p.is_relative() { start_dir.join(p) } else { p }).collect();
-            notes.push(LintNote { file: None, line: None, message: format!("files from COMPOSE_FILE={v}") });
+            paths = files::from_compose_file_var(v, sep)
+                .into_iter()
+                .map(|p| {
+                    if p.is_relative() {
+                        start_dir.join(p)
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            notes.push(LintNote {
+                file: None,
+                line: None,
+                message: format!("files from COMPOSE_FILE={v}"),
+            });
         } else {
             match files::pick(&start_dir, &|p| fs.exists(p)) {
                 Some(picked) => {
@@ -141,7 +187,10 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
                     errors.push(LintError {
                         file: show(&start_dir),
                         line: 0,
-                        message: format!("no compose file here or in a parent folder (looked for {})", files::DEFAULT_FILES.join(", ")),
+                        message: format!(
+                            "no compose file here or in a parent folder (looked for {})",
+                            files::DEFAULT_FILES.join(", ")
+                        ),
                     });
                 }
             }
@@ -150,7 +199,12 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
     let project_dir = opts
         .project_directory
         .clone()
-        .or_else(|| paths.first().and_then(|p| p.parent()).map(Path::to_path_buf))
+        .or_else(|| {
+            paths
+                .first()
+                .and_then(|p| p.parent())
+                .map(Path::to_path_buf)
+        })
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
 
@@ -172,11 +226,19 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
             Ok(text) => {
                 match interp::parse_env_file(&text, &opts.env) {
                     Ok(entries) => vars.add_env_file(&shown, &entries),
-                    Err(e) => errors.push(LintError { file: shown.clone(), line: e.line, message: e.message.clone() }),
+                    Err(e) => errors.push(LintError {
+                        file: shown.clone(),
+                        line: e.line,
+                        message: e.message.clone(),
+                    }),
                 }
                 env_sources.push(Source::new(shown.clone(), text));
             }
-            Err(e) => errors.push(LintError { file: shown.clone(), line: 0, message: format!("cannot read the env file: {e}") }),
+            Err(e) => errors.push(LintError {
+                file: shown.clone(),
+                line: 0,
+                message: format!("cannot read the env file: {e}"),
+            }),
         }
         env_file_shown = Some(shown);
     }
@@ -190,7 +252,11 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
         let text = match fs.read(path) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(LintError { file: shown.clone(), line: 0, message: format!("cannot read: {e}") });
+                errors.push(LintError {
+                    file: shown.clone(),
+                    line: 0,
+                    message: format!("cannot read: {e}"),
+                });
                 sources.push(Source::new(shown, String::new()));
                 continue;
             }
@@ -199,13 +265,28 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
         let mut tree = match yaml::parse(&sources[idx].text, idx) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(LintError { file: shown.clone(), line: e.line, message: format!("unreadable YAML: {}", e.message) });
+                errors.push(LintError {
+                    file: shown.clone(),
+                    line: e.line,
+                    message: format!("unreadable YAML: {}", e.message),
+                });
                 continue;
             }
         };
-        interpolate_tree(&mut tree, &vars, &shown, &mut errors, &mut notes, &mut unset_reported);
+        interpolate_tree(
+            &mut tree,
+            &vars,
+            &shown,
+            &mut errors,
+            &mut notes,
+            &mut unset_reported,
+        );
         for e in schema::check(&mut tree) {
-            errors.push(LintError { file: shown.clone(), line: e.line, message: e.message });
+            errors.push(LintError {
+                file: shown.clone(),
+                line: e.line,
+                message: e.message,
+            });
         }
         merge::normalize(&mut tree);
         merge::merge_root(&mut root, tree);
@@ -230,7 +311,11 @@ pub fn load(opts: &Options, fs: &dyn Fs) -> Project {
 }
 
 fn join(dir: &Path, name: &str) -> PathBuf {
-    if dir == Path::new(".") { PathBuf::from(name) } else { dir.join(name) }
+    if dir == Path::new(".") {
+        PathBuf::from(name)
+    } else {
+        dir.join(name)
+    }
 }
 
 fn interpolate_tree(
@@ -247,18 +332,31 @@ fn interpolate_tree(
             match interp::interpolate(s, &lookup) {
                 Ok((out, uses)) => {
                     for u in &uses {
-                        if u.source == VarSource::Unset && !u.default_used && unset.insert(u.name.clone()) {
+                        if u.source == VarSource::Unset
+                            && !u.default_used
+                            && unset.insert(u.name.clone())
+                        {
                             notes.push(LintNote {
                                 file: Some(file.to_string()),
                                 line: Some(n.pos.line),
-                                message: format!("the variable {} is not set: compose uses an empty string", u.name),
+                                message: format!(
+                                    "the variable {} is not set: compose uses an empty string",
+                                    u.name
+                                ),
                             });
                         }
                     }
-                    n.interp = Some(Box::new(Interpolated { raw: s.clone(), vars: uses }));
+                    n.interp = Some(Box::new(Interpolated {
+                        raw: s.clone(),
+                        vars: uses,
+                    }));
                     *s = out;
                 }
-                Err(e) => errors.push(LintError { file: file.to_string(), line: n.pos.line, message: e.to_string() }),
+                Err(e) => errors.push(LintError {
+                    file: file.to_string(),
+                    line: n.pos.line,
+                    message: e.to_string(),
+                }),
             }
         }
         Value::Seq(items) => {
@@ -278,7 +376,9 @@ fn interpolate_tree(
 fn load_service_env_files(p: &mut Project, opts: &Options, fs: &dyn Fs) {
     let mut wanted: Vec<(String, Vec<(String, bool, Pos)>)> = Vec::new();
     for (name, e) in p.services() {
-        let Some(ef) = e.value.get("env_file") else { continue };
+        let Some(ef) = e.value.get("env_file") else {
+            continue;
+        };
         let items: Vec<&Node> = match &ef.value {
             Value::Seq(items) => items.iter().collect(),
             _ => vec![ef],
@@ -289,8 +389,11 @@ fn load_service_env_files(p: &mut Project, opts: &Options, fs: &dyn Fs) {
                 Value::String(s) => list.push((s.clone(), true, it.pos)),
                 Value::Map(_) => {
                     if let Some(path) = it.get("path").and_then(Node::scalar_text) {
-                        let required = !matches!(it.get("required").map(|r| &r.value), Some(Value::Bool(false)))
-                            && it.get("required").and_then(Node::as_str) != Some("false");
+                        let required = !matches!(
+                            it.get("required").map(|r| &r.value),
+                            Some(Value::Bool(false))
+                        ) && it.get("required").and_then(Node::as_str)
+                            != Some("false");
                         list.push((path, required, it.pos));
                     }
                 }
@@ -302,14 +405,22 @@ fn load_service_env_files(p: &mut Project, opts: &Options, fs: &dyn Fs) {
     let mut cache: HashMap<PathBuf, Option<usize>> = HashMap::new();
     for (service, list) in wanted {
         for (rel, required, pos) in list {
-            let path = if Path::new(&rel).is_absolute() { PathBuf::from(&rel) } else { join(&p.project_dir, &rel) };
+            let path = if Path::new(&rel).is_absolute() {
+                PathBuf::from(&rel)
+            } else {
+                join(&p.project_dir, &rel)
+            };
             let compose_file = p.path(pos).to_string();
             let idx = match cache.get(&path) {
                 Some(i) => *i,
                 None => {
                     let idx = if !fs.exists(&path) {
                         if required {
-                            p.errors.push(LintError { file: compose_file.clone(), line: pos.line, message: format!("env_file {} does not exist", show(&path)) });
+                            p.errors.push(LintError {
+                                file: compose_file.clone(),
+                                line: pos.line,
+                                message: format!("env_file {} does not exist", show(&path)),
+                            });
                         }
                         None
                     } else {
@@ -319,7 +430,11 @@ fn load_service_env_files(p: &mut Project, opts: &Options, fs: &dyn Fs) {
                                 Some(p.sources.len() - 1)
                             }
                             Err(e) => {
-                                p.errors.push(LintError { file: compose_file.clone(), line: pos.line, message: format!("cannot read env_file {}: {e}", show(&path)) });
+                                p.errors.push(LintError {
+                                    file: compose_file.clone(),
+                                    line: pos.line,
+                                    message: format!("cannot read env_file {}: {e}", show(&path)),
+                                });
                                 None
                             }
                         }
@@ -330,11 +445,22 @@ fn load_service_env_files(p: &mut Project, opts: &Options, fs: &dyn Fs) {
             };
             let Some(idx) = idx else { continue };
             match interp::parse_env_file(&p.sources[idx].text, &opts.env) {
-                Ok(entries) => p.service_env_files.entry(service.clone()).or_default().push(ServiceEnvFile { source: idx, entries }),
+                Ok(entries) => p
+                    .service_env_files
+                    .entry(service.clone())
+                    .or_default()
+                    .push(ServiceEnvFile {
+                        source: idx,
+                        entries,
+                    }),
                 Err(e) => {
                     let file = p.sources[idx].path.clone();
                     if !p.errors.iter().any(|x| x.file == file && x.line == e.line) {
-                        p.errors.push(LintError { file, line: e.line, message: e.message });
+                        p.errors.push(LintError {
+                            file,
+                            line: e.line,
+                            message: e.message,
+                        });
                     }
                 }
             }
@@ -357,7 +483,9 @@ fn note_unfollowed(p: &mut Project) {
             notes.push(LintNote {
                 file: Some(p.path(x.key_pos).to_string()),
                 line: Some(x.key_pos.line),
-                message: format!("service {name}: extends is not followed: what it inherits is not linted here"),
+                message: format!(
+                    "service {name}: extends is not followed: what it inherits is not linted here"
+                ),
             });
         }
     }
@@ -376,13 +504,20 @@ pub(crate) mod memfs {
 
     impl MemFs {
         pub fn new(files: &[(&str, &str)]) -> MemFs {
-            MemFs(files.iter().map(|(p, t)| (PathBuf::from(p), t.to_string())).collect())
+            MemFs(
+                files
+                    .iter()
+                    .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+                    .collect(),
+            )
         }
     }
 
     impl Fs for MemFs {
         fn read(&self, path: &Path) -> std::io::Result<String> {
-            self.0.get(path).cloned().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
+            self.0.get(path).cloned().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory")
+            })
         }
         fn exists(&self, path: &Path) -> bool {
             self.0.contains_key(path)
@@ -398,11 +533,20 @@ mod tests {
     #[test]
     fn picks_merges_and_interpolates() {
         let fs = MemFs::new(&[
-            ("compose.yaml", "services:\n  web:\n    image: app:${TAG:-latest}\n    environment:\n      DB: postgres://${DB_HOST}:5432/app\n"),
-            ("compose.override.yml", "services:\n  web:\n    environment:\n      EXTRA: \"1\"\n"),
+            (
+                "compose.yaml",
+                "services:\n  web:\n    image: app:${TAG:-latest}\n    environment:\n      DB: postgres://${DB_HOST}:5432/app\n",
+            ),
+            (
+                "compose.override.yml",
+                "services:\n  web:\n    environment:\n      EXTRA: \"1\"\n",
+            ),
             (".env", "# the db\nDB_HOST=db.internal\nTAG=fromfile\n"),
         ]);
-        let opts = Options { env: [("TAG".to_string(), "fromenv".to_string())].into(), ..Default::default() };
+        let opts = Options {
+            env: [("TAG".to_string(), "fromenv".to_string())].into(),
+            ..Default::default()
+        };
         let p = load(&opts, &fs);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(p.files(), vec!["compose.yaml", "compose.override.yml"]);
@@ -413,33 +557,69 @@ mod tests {
         assert_eq!(db.as_str(), Some("postgres://db.internal:5432/app"));
         let i = db.interp.as_ref().unwrap();
         assert_eq!(i.raw, "postgres://${DB_HOST}:5432/app");
-        assert_eq!(i.vars[0].source, VarSource::EnvFile { file: ".env".into(), line: 2 });
+        assert_eq!(
+            i.vars[0].source,
+            VarSource::EnvFile {
+                file: ".env".into(),
+                line: 2
+            }
+        );
         assert!(web.get("environment").unwrap().get("EXTRA").is_some());
     }
 
     #[test]
     fn a_broken_override_loses_nothing_else() {
         let fs = MemFs::new(&[
-            ("compose.yaml", "services:\n  web:\n    image: a\n    environment:\n      A: ${NEED:?set NEED}\n"),
-            ("compose.override.yaml", "services:\n  web:\n    image: [b\n"),
+            (
+                "compose.yaml",
+                "services:\n  web:\n    image: a\n    environment:\n      A: ${NEED:?set NEED}\n",
+            ),
+            (
+                "compose.override.yaml",
+                "services:\n  web:\n    image: [b\n",
+            ),
         ]);
         let p = load(&Options::default(), &fs);
         assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
-        assert_eq!((p.errors[0].file.as_str(), p.errors[0].line), ("compose.yaml", 5));
+        assert_eq!(
+            (p.errors[0].file.as_str(), p.errors[0].line),
+            ("compose.yaml", 5)
+        );
         assert!(p.errors[0].message.contains("NEED"));
         assert_eq!(p.errors[1].file, "compose.override.yaml");
-        assert!(p.errors[1].message.starts_with("unreadable YAML"), "{:?}", p.errors[1]);
-        assert_eq!(p.root.get("services").unwrap().get("web").unwrap().get("image").unwrap().as_str(), Some("a"));
+        assert!(
+            p.errors[1].message.starts_with("unreadable YAML"),
+            "{:?}",
+            p.errors[1]
+        );
+        assert_eq!(
+            p.root
+                .get("services")
+                .unwrap()
+                .get("web")
+                .unwrap()
+                .get("image")
+                .unwrap()
+                .as_str(),
+            Some("a")
+        );
     }
 
     #[test]
     fn explicit_files_project_directory_and_env_file() {
         let fs = MemFs::new(&[
-            ("deploy/base.yml", "services:\n  a:\n    image: x\n    env_file: [app.env, {path: missing.env, required: false}]\n"),
+            (
+                "deploy/base.yml",
+                "services:\n  a:\n    image: x\n    env_file: [app.env, {path: missing.env, required: false}]\n",
+            ),
             ("deploy/app.env", "URL=http://localhost:8080\n"),
             ("conf/custom.env", "X=1\n"),
         ]);
-        let opts = Options { files: vec!["deploy/base.yml".into()], env_files: vec!["conf/custom.env".into()], ..Default::default() };
+        let opts = Options {
+            files: vec!["deploy/base.yml".into()],
+            env_files: vec!["conf/custom.env".into()],
+            ..Default::default()
+        };
         let p = load(&opts, &fs);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(p.project_dir, PathBuf::from("deploy"));
@@ -447,7 +627,10 @@ mod tests {
         let ef = &p.service_env_files["a"];
         assert_eq!(ef.len(), 1);
         assert_eq!(p.sources[ef[0].source].path, "deploy/app.env");
-        assert_eq!(ef[0].entries[0].value.as_deref(), Some("http://localhost:8080"));
+        assert_eq!(
+            ef[0].entries[0].value.as_deref(),
+            Some("http://localhost:8080")
+        );
     }
 
     #[test]

@@ -11,15 +11,21 @@ const KEY_VALUE: &[&str] = &["environment", "labels", "annotations", "sysctls"];
 /// Normalises list-or-mapping attributes of every service to mappings, so merging and lookup
 /// are by key. Each entry keeps the position of the line it came from.
 pub fn normalize(root: &mut Node) {
-    let Some(services) = get_mut(root, "services") else { return };
-    let Value::Map(entries) = &mut services.value else { return };
+    let Some(services) = get_mut(root, "services") else {
+        return;
+    };
+    let Value::Map(entries) = &mut services.value else {
+        return;
+    };
     for e in entries.iter_mut() {
         normalize_service(&mut e.value);
     }
 }
 
 fn normalize_service(s: &mut Node) {
-    let Value::Map(entries) = &mut s.value else { return };
+    let Value::Map(entries) = &mut s.value else {
+        return;
+    };
     for e in entries.iter_mut() {
         match e.key.as_str() {
             k if KEY_VALUE.contains(&k) => list_to_map(&mut e.value, '=', false),
@@ -48,18 +54,35 @@ fn list_to_map(n: &mut Node, sep: char, host_list: bool) {
         Value::Seq(items) => {
             let mut entries: Vec<Entry> = Vec::new();
             for item in std::mem::take(items) {
-                let Some(text) = item.scalar_text() else { continue };
-                let split = text.split_once(sep).or_else(|| if host_list { text.split_once(':') } else { None });
+                let Some(text) = item.scalar_text() else {
+                    continue;
+                };
+                let split = text.split_once(sep).or_else(|| {
+                    if host_list {
+                        text.split_once(':')
+                    } else {
+                        None
+                    }
+                });
                 let (k, v) = match split {
                     Some((k, v)) => (k.trim().to_string(), Some(v.trim().to_string())),
                     None => (text.trim().to_string(), None),
                 };
                 let value = match v {
-                    Some(v) => Node { value: Value::String(v), pos: item.pos, tag: None, interp: item.interp.clone() },
+                    Some(v) => Node {
+                        value: Value::String(v),
+                        pos: item.pos,
+                        tag: None,
+                        interp: item.interp.clone(),
+                    },
                     None => Node::new(Value::Null, item.pos),
                 };
                 entries.retain(|e| e.key != k);
-                entries.push(Entry { key: k, key_pos: item.pos, value });
+                entries.push(Entry {
+                    key: k,
+                    key_pos: item.pos,
+                    value,
+                });
             }
             n.value = Value::Map(entries);
         }
@@ -81,7 +104,13 @@ fn names_to_map(n: &mut Node) {
     if let Value::Seq(items) = &mut n.value {
         let entries = std::mem::take(items)
             .into_iter()
-            .filter_map(|item| item.scalar_text().map(|k| Entry { key: k, key_pos: item.pos, value: Node::new(Value::Null, item.pos) }))
+            .filter_map(|item| {
+                item.scalar_text().map(|k| Entry {
+                    key: k,
+                    key_pos: item.pos,
+                    value: Node::new(Value::Null, item.pos),
+                })
+            })
             .collect();
         n.value = Value::Map(entries);
     }
@@ -93,11 +122,20 @@ pub fn merge_root(base: &mut Node, over: Node) {
         *base = over;
         return;
     }
-    let (Value::Map(b), Value::Map(o)) = (&mut base.value, over.value) else { return };
+    let (Value::Map(b), Value::Map(o)) = (&mut base.value, over.value) else {
+        return;
+    };
     for oe in o {
         match b.iter_mut().find(|e| e.key == oe.key) {
-            Some(be) if oe.key == "services" => merge_sections(&mut be.value, oe.value, merge_service),
-            Some(be) if matches!(oe.key.as_str(), "networks" | "volumes" | "secrets" | "configs") => {
+            Some(be) if oe.key == "services" => {
+                merge_sections(&mut be.value, oe.value, merge_service)
+            }
+            Some(be)
+                if matches!(
+                    oe.key.as_str(),
+                    "networks" | "volumes" | "secrets" | "configs"
+                ) =>
+            {
                 merge_sections(&mut be.value, oe.value, |b, o| merge_node(b, o, ""))
             }
             Some(be) => merge_node(&mut be.value, oe.value, &oe.key),
@@ -111,7 +149,9 @@ fn merge_sections(base: &mut Node, over: Node, item: impl Fn(&mut Node, Node)) {
         *base = over;
         return;
     }
-    let (Value::Map(b), Value::Map(o)) = (&mut base.value, over.value) else { return };
+    let (Value::Map(b), Value::Map(o)) = (&mut base.value, over.value) else {
+        return;
+    };
     for oe in o {
         if oe.value.tag.as_deref() == Some("reset") {
             b.retain(|e| e.key != oe.key);
@@ -174,10 +214,24 @@ fn merge_node(base: &mut Node, over: Node, key: &str) {
             }
         }
         (Value::Seq(_), ov @ Value::Seq(_)) => {
-            append_unique(base, Node { value: ov, pos: over.pos, tag: over.tag, interp: over.interp }, |_| None);
+            append_unique(
+                base,
+                Node {
+                    value: ov,
+                    pos: over.pos,
+                    tag: over.tag,
+                    interp: over.interp,
+                },
+                |_| None,
+            );
         }
         (_, ov) => {
-            *base = Node { value: ov, pos: over.pos, tag: over.tag, interp: over.interp };
+            *base = Node {
+                value: ov,
+                pos: over.pos,
+                tag: over.tag,
+                interp: over.interp,
+            };
         }
     }
 }
@@ -190,7 +244,12 @@ fn append_unique(base: &mut Node, over: Node, unique: fn(&Node) -> Option<String
         return;
     };
     let Value::Seq(b) = &mut base.value else {
-        *base = Node { value: Value::Seq(o), pos: over.pos, tag: None, interp: None };
+        *base = Node {
+            value: Value::Seq(o),
+            pos: over.pos,
+            tag: None,
+            interp: None,
+        };
         return;
     };
     for item in o {
@@ -213,7 +272,10 @@ fn target_of(n: &Node) -> Option<String> {
                 _ => Some(parts[1].to_string()),
             }
         }
-        Value::Map(_) => n.get("target").and_then(Node::scalar_text).or_else(|| n.get("source").and_then(Node::scalar_text)),
+        Value::Map(_) => n
+            .get("target")
+            .and_then(Node::scalar_text)
+            .or_else(|| n.get("source").and_then(Node::scalar_text)),
         _ => None,
     }
 }
@@ -221,9 +283,13 @@ fn target_of(n: &Node) -> Option<String> {
 /// Structural equality, positions ignored.
 pub fn same(a: &Node, b: &Node) -> bool {
     match (&a.value, &b.value) {
-        (Value::Seq(x), Value::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (Value::Seq(x), Value::Seq(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
         (Value::Map(x), Value::Map(y)) => {
-            x.len() == y.len() && x.iter().all(|e| y.iter().any(|f| f.key == e.key && same(&e.value, &f.value)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|e| y.iter().any(|f| f.key == e.key && same(&e.value, &f.value)))
         }
         (x, y) => x == y,
     }
@@ -231,7 +297,10 @@ pub fn same(a: &Node, b: &Node) -> bool {
 
 pub fn get_mut<'a>(n: &'a mut Node, key: &str) -> Option<&'a mut Node> {
     match &mut n.value {
-        Value::Map(entries) => entries.iter_mut().find(|e| e.key == key).map(|e| &mut e.value),
+        Value::Map(entries) => entries
+            .iter_mut()
+            .find(|e| e.key == key)
+            .map(|e| &mut e.value),
         _ => None,
     }
 }
@@ -252,7 +321,11 @@ mod tests {
     }
 
     fn texts(n: &Node) -> Vec<String> {
-        n.as_seq().unwrap().iter().map(|x| x.scalar_text().unwrap()).collect()
+        n.as_seq()
+            .unwrap()
+            .iter()
+            .map(|x| x.scalar_text().unwrap())
+            .collect()
     }
 
     #[test]
@@ -273,7 +346,10 @@ mod tests {
         assert_eq!(env.get("B").unwrap().pos.file, 1);
         let eh = web.get("extra_hosts").unwrap();
         assert_eq!(eh.get("x").unwrap().as_str(), Some("1.2.3.4"));
-        assert_eq!(eh.get("host.docker.internal").unwrap().as_str(), Some("host-gateway"));
+        assert_eq!(
+            eh.get("host.docker.internal").unwrap().as_str(),
+            Some("host-gateway")
+        );
         assert!(root.get("services").unwrap().get("db").is_some());
     }
 
@@ -284,21 +360,53 @@ mod tests {
         let root = load(&[base, over]);
         let web = root.get("services").unwrap().get("web").unwrap();
         assert!(web.get("ports").is_none());
-        assert_eq!(texts(web.get("volumes").unwrap()), vec!["b:/logs", "c:/data"]);
-        assert_eq!(texts(web.get("healthcheck").unwrap().get("test").unwrap()), vec!["CMD", "b"]);
-        assert_eq!(web.get("healthcheck").unwrap().get("interval").unwrap().as_str(), Some("5s"));
+        assert_eq!(
+            texts(web.get("volumes").unwrap()),
+            vec!["b:/logs", "c:/data"]
+        );
+        assert_eq!(
+            texts(web.get("healthcheck").unwrap().get("test").unwrap()),
+            vec!["CMD", "b"]
+        );
+        assert_eq!(
+            web.get("healthcheck")
+                .unwrap()
+                .get("interval")
+                .unwrap()
+                .as_str(),
+            Some("5s")
+        );
     }
 
     #[test]
     fn networks_as_list_or_map() {
-        let base = "services:\n  web:\n    networks: [front, back]\nnetworks:\n  front: {}\n  back:\n";
+        let base =
+            "services:\n  web:\n    networks: [front, back]\nnetworks:\n  front: {}\n  back:\n";
         let over = "services:\n  web:\n    networks:\n      back:\n        aliases: [api]\nnetworks:\n  back:\n    driver_opts:\n      com.docker.network.driver.mtu: \"1400\"\n";
         let root = load(&[base, over]);
-        let nets = root.get("services").unwrap().get("web").unwrap().get("networks").unwrap();
-        let keys: Vec<&str> = nets.as_map().unwrap().iter().map(|e| e.key.as_str()).collect();
+        let nets = root
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("networks")
+            .unwrap();
+        let keys: Vec<&str> = nets
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect();
         assert_eq!(keys, vec!["front", "back"]);
         assert!(nets.get("back").unwrap().get("aliases").is_some());
         let back = root.get("networks").unwrap().get("back").unwrap();
-        assert_eq!(back.get("driver_opts").unwrap().get("com.docker.network.driver.mtu").unwrap().as_str(), Some("1400"));
+        assert_eq!(
+            back.get("driver_opts")
+                .unwrap()
+                .get("com.docker.network.driver.mtu")
+                .unwrap()
+                .as_str(),
+            Some("1400")
+        );
     }
 }

@@ -4,7 +4,7 @@
 use crate::finding::{LintCode, LintEvidence, LintFinding, LintNote};
 use crate::host::HostFacts;
 use crate::load::Project;
-use crate::scan::{self, HostClass, HostRef, RefKind, HOST_ALIAS};
+use crate::scan::{self, HOST_ALIAS, HostClass, HostRef, RefKind};
 use crate::yaml::{Entry, Node, Pos, Value};
 use hostreach_model::{Fix, Severity};
 use std::collections::BTreeSet;
@@ -60,7 +60,15 @@ struct Svc<'a> {
 }
 
 pub fn lint(p: &Project, facts: &HostFacts, notes: &mut Vec<LintNote>) -> Vec<LintFinding> {
-    let services: Vec<Svc> = p.services().map(|(name, entry)| Svc { name, entry, node: &entry.value, mode: net_mode(&entry.value) }).collect();
+    let services: Vec<Svc> = p
+        .services()
+        .map(|(name, entry)| Svc {
+            name,
+            entry,
+            node: &entry.value,
+            mode: net_mode(&entry.value),
+        })
+        .collect();
     let mut out = Vec::new();
     for s in &services {
         let vals = values(p, s);
@@ -72,8 +80,26 @@ pub fn lint(p: &Project, facts: &HostFacts, notes: &mut Vec<LintNote>) -> Vec<Li
     mtu_unset(p, &services, facts, notes, &mut out);
     // one finding per place and code
     let mut seen = BTreeSet::new();
-    out.retain(|f: &LintFinding| seen.insert((f.code, f.file.clone(), f.line, f.service.clone(), f.network.clone(), f.summary.clone())));
-    let order = |f: &LintFinding| (p.sources.iter().position(|s| s.path == f.file).unwrap_or(usize::MAX), f.line, f.code);
+    out.retain(|f: &LintFinding| {
+        seen.insert((
+            f.code,
+            f.file.clone(),
+            f.line,
+            f.service.clone(),
+            f.network.clone(),
+            f.summary.clone(),
+        ))
+    });
+    let order = |f: &LintFinding| {
+        (
+            p.sources
+                .iter()
+                .position(|s| s.path == f.file)
+                .unwrap_or(usize::MAX),
+            f.line,
+            f.code,
+        )
+    };
     out.sort_by(|a, b| order(a).cmp(&order(b)));
     out
 }
@@ -105,22 +131,48 @@ fn net_mode(s: &Node) -> NetMode {
 fn values<'a>(p: &'a Project, s: &Svc<'a>) -> Vec<Val<'a>> {
     let mut v = Vec::new();
     let base = format!("services.{}", s.name);
-    let env_keys: BTreeSet<&str> = s.node.get("environment").and_then(Node::as_map).unwrap_or(&[]).iter().map(|e| e.key.as_str()).collect();
+    let env_keys: BTreeSet<&str> = s
+        .node
+        .get("environment")
+        .and_then(Node::as_map)
+        .unwrap_or(&[])
+        .iter()
+        .map(|e| e.key.as_str())
+        .collect();
     if let Some(env) = s.node.get("environment").and_then(Node::as_map) {
         for e in env {
             if let Some(t) = e.value.scalar_text() {
-                v.push(Val { ctx: Ctx::Environment, key: format!("{base}.environment.{}", e.key), name: Some(e.key.clone()), text: t, pos: e.value.pos, node: Some(&e.value) });
+                v.push(Val {
+                    ctx: Ctx::Environment,
+                    key: format!("{base}.environment.{}", e.key),
+                    name: Some(e.key.clone()),
+                    text: t,
+                    pos: e.value.pos,
+                    node: Some(&e.value),
+                });
             }
         }
     }
-    for ef in p.service_env_files.get(s.name).map(Vec::as_slice).unwrap_or(&[]) {
+    for ef in p
+        .service_env_files
+        .get(s.name)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
         for en in &ef.entries {
             if env_keys.contains(en.key.as_str()) {
                 continue; // `environment:` wins over env_file
             }
             if let Some(t) = &en.value {
                 let pos = Pos::at_line(ef.source, en.line);
-                v.push(Val { ctx: Ctx::EnvFile, key: format!("{base}.env_file {}", en.key), name: Some(en.key.clone()), text: t.clone(), pos, node: None });
+                v.push(Val {
+                    ctx: Ctx::EnvFile,
+                    key: format!("{base}.env_file {}", en.key),
+                    name: Some(en.key.clone()),
+                    text: t.clone(),
+                    pos,
+                    node: None,
+                });
             }
         }
     }
@@ -130,19 +182,38 @@ fn values<'a>(p: &'a Project, s: &Svc<'a>) -> Vec<Val<'a>> {
         }
     }
     if let Some(t) = s.node.get("healthcheck").and_then(|h| h.get("test")) {
-        push_strings(t, &format!("{base}.healthcheck.test"), Ctx::Healthcheck, &mut v);
+        push_strings(
+            t,
+            &format!("{base}.healthcheck.test"),
+            Ctx::Healthcheck,
+            &mut v,
+        );
     }
     if let Some(l) = s.node.get("labels").and_then(Node::as_map) {
         for e in l {
             if let Some(t) = e.value.scalar_text() {
-                v.push(Val { ctx: Ctx::Label, key: format!("{base}.labels.{}", e.key), name: Some(e.key.clone()), text: t, pos: e.value.pos, node: Some(&e.value) });
+                v.push(Val {
+                    ctx: Ctx::Label,
+                    key: format!("{base}.labels.{}", e.key),
+                    name: Some(e.key.clone()),
+                    text: t,
+                    pos: e.value.pos,
+                    node: Some(&e.value),
+                });
             }
         }
     }
     if let Some(h) = s.node.get("extra_hosts").and_then(Node::as_map) {
         for e in h {
             if let Some(t) = e.value.scalar_text() {
-                v.push(Val { ctx: Ctx::ExtraHosts, key: format!("{base}.extra_hosts.{}", e.key), name: Some(e.key.clone()), text: t, pos: e.value.pos, node: Some(&e.value) });
+                v.push(Val {
+                    ctx: Ctx::ExtraHosts,
+                    key: format!("{base}.extra_hosts.{}", e.key),
+                    name: Some(e.key.clone()),
+                    text: t,
+                    pos: e.value.pos,
+                    node: Some(&e.value),
+                });
             }
         }
     }
@@ -154,13 +225,27 @@ fn push_strings<'a>(n: &'a Node, key: &str, ctx: Ctx, out: &mut Vec<Val<'a>>) {
         Value::Seq(items) => {
             for (i, it) in items.iter().enumerate() {
                 if let Some(t) = it.scalar_text() {
-                    out.push(Val { ctx, key: format!("{key}[{i}]"), name: None, text: t, pos: it.pos, node: Some(it) });
+                    out.push(Val {
+                        ctx,
+                        key: format!("{key}[{i}]"),
+                        name: None,
+                        text: t,
+                        pos: it.pos,
+                        node: Some(it),
+                    });
                 }
             }
         }
         _ => {
             if let Some(t) = n.scalar_text() {
-                out.push(Val { ctx, key: key.to_string(), name: None, text: t, pos: n.pos, node: Some(n) });
+                out.push(Val {
+                    ctx,
+                    key: key.to_string(),
+                    name: None,
+                    text: t,
+                    pos: n.pos,
+                    node: Some(n),
+                });
             }
         }
     }
@@ -170,31 +255,64 @@ fn push_strings<'a>(n: &'a Node, key: &str, ctx: Ctx, out: &mut Vec<Val<'a>>) {
 // Helpers for evidence and fixes
 
 fn line_of(p: &Project, v: &Val, needle: &str) -> usize {
-    p.source(v.pos).map(|s| s.line_of(v.pos, needle)).unwrap_or(v.pos.line)
+    p.source(v.pos)
+        .map(|s| s.line_of(v.pos, needle))
+        .unwrap_or(v.pos.line)
 }
 
 fn compose_evidence(p: &Project, v: &Val, line: usize) -> LintEvidence {
-    let text = p.source(v.pos).and_then(|s| s.line_text(line)).map(|l| l.trim().to_string()).unwrap_or_else(|| v.text.clone());
-    LintEvidence::Compose { file: p.path(v.pos).to_string(), line, key: v.key.clone(), text }
+    let text = p
+        .source(v.pos)
+        .and_then(|s| s.line_text(line))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_else(|| v.text.clone());
+    LintEvidence::Compose {
+        file: p.path(v.pos).to_string(),
+        line,
+        key: v.key.clone(),
+        text,
+    }
 }
 
 /// Variables that interpolation put into the value, as evidence.
 fn variable_evidence(v: &Val, needle: &str) -> Vec<LintEvidence> {
-    let Some(i) = v.node.and_then(|n| n.interp.as_ref()) else { return Vec::new() };
+    let Some(i) = v.node.and_then(|n| n.interp.as_ref()) else {
+        return Vec::new();
+    };
     i.vars
         .iter()
-        .filter(|u| u.value.as_deref().is_some_and(|x| x.to_ascii_lowercase().contains(&needle.to_ascii_lowercase())) || u.default_used)
+        .filter(|u| {
+            u.value.as_deref().is_some_and(|x| {
+                x.to_ascii_lowercase()
+                    .contains(&needle.to_ascii_lowercase())
+            }) || u.default_used
+        })
         .map(|u| LintEvidence::Variable {
             name: u.name.clone(),
             value: u.value.clone(),
-            source: if u.default_used { format!("the default in {}", i.raw) } else { u.source.to_string() },
+            source: if u.default_used {
+                format!("the default in {}", i.raw)
+            } else {
+                u.source.to_string()
+            },
         })
         .collect()
 }
 
 /// Spaces before the keys of a service (from the source), and before its list items.
 fn child_indent(p: &Project, s: &Svc) -> String {
-    let col = s.node.as_map().and_then(|m| m.iter().map(|e| e.key_pos).find(|kp| kp.file == s.entry.key_pos.file)).map(|kp| kp.col).unwrap_or(s.entry.key_pos.col + 2);
+    // a key written under the service itself (not one merged in from an anchor elsewhere)
+    let own = |kp: &Pos| {
+        kp.file == s.entry.key_pos.file
+            && kp.line > s.entry.key_pos.line
+            && kp.col > s.entry.key_pos.col
+    };
+    let col = s
+        .node
+        .as_map()
+        .and_then(|m| m.iter().map(|e| e.key_pos).find(own))
+        .map(|kp| kp.col)
+        .unwrap_or(s.entry.key_pos.col + 2);
     let _ = p;
     " ".repeat(col.saturating_sub(1))
 }
@@ -206,29 +324,55 @@ fn extra_hosts_fix(p: &Project, s: &Svc) -> Vec<String> {
         Some(e) if matches!(e.value.value, Value::Map(_)) && is_block_list(p, e) => {
             vec![format!("{ind}  - {HOST_GATEWAY_LINE}")]
         }
-        Some(e) if p.source(e.key_pos).and_then(|src| src.line_text(e.key_pos.line)).is_some_and(|l| l.trim_end().ends_with(':')) => {
+        Some(e)
+            if p.source(e.key_pos)
+                .and_then(|src| src.line_text(e.key_pos.line))
+                .is_some_and(|l| l.trim_end().ends_with(':')) =>
+        {
             // a block mapping
             vec![format!("{ind}  host.docker.internal: host-gateway")]
         }
-        Some(_) => vec![format!("{ind}extra_hosts:"), format!("{ind}  - {HOST_GATEWAY_LINE}")],
-        None => vec![format!("{ind}extra_hosts:"), format!("{ind}  - {HOST_GATEWAY_LINE}")],
+        Some(_) => vec![
+            format!("{ind}extra_hosts:"),
+            format!("{ind}  - {HOST_GATEWAY_LINE}"),
+        ],
+        None => vec![
+            format!("{ind}extra_hosts:"),
+            format!("{ind}  - {HOST_GATEWAY_LINE}"),
+        ],
     }
 }
 
 fn is_block_list(p: &Project, e: &Entry) -> bool {
-    let Some(first) = e.value.as_map().and_then(|m| m.first()) else { return false };
-    p.source(first.key_pos).and_then(|s| s.line_text(first.key_pos.line)).is_some_and(|l| l.trim_start().starts_with("- "))
+    let Some(first) = e.value.as_map().and_then(|m| m.first()) else {
+        return false;
+    };
+    p.source(first.key_pos)
+        .and_then(|s| s.line_text(first.key_pos.line))
+        .is_some_and(|l| l.trim_start().starts_with("- "))
 }
 
 fn where_extra_hosts(p: &Project, s: &Svc) -> String {
     match s.node.entry("extra_hosts") {
-        Some(e) => format!("under `extra_hosts:` of service {} ({} line {})", s.name, p.path(e.key_pos), e.key_pos.line),
-        None => format!("under service {} ({} line {})", s.name, p.path(s.entry.key_pos), s.entry.key_pos.line),
+        Some(e) => format!(
+            "under `extra_hosts:` of service {} ({} line {})",
+            s.name,
+            p.path(e.key_pos),
+            e.key_pos.line
+        ),
+        None => format!(
+            "under service {} ({} line {})",
+            s.name,
+            p.path(s.entry.key_pos),
+            s.entry.key_pos.line
+        ),
     }
 }
 
 fn maps_host_alias(s: &Node) -> bool {
-    s.get("extra_hosts").and_then(Node::as_map).is_some_and(|m| m.iter().any(|e| e.key.eq_ignore_ascii_case(HOST_ALIAS)))
+    s.get("extra_hosts")
+        .and_then(Node::as_map)
+        .is_some_and(|m| m.iter().any(|e| e.key.eq_ignore_ascii_case(HOST_ALIAS)))
 }
 
 /// The written line with `from` (at byte `at` of the line, or its first occurrence) replaced.
@@ -243,16 +387,26 @@ fn replaced_line(p: &Project, v: &Val, line: usize, from: &str, to: &str) -> Opt
 /// variable the value came from.
 fn rewrite_fix(p: &Project, v: &Val, line: usize, from: &str, to: &str, why: &str) -> Option<Fix> {
     if let Some(new) = replaced_line(p, v, line, from, to) {
-        return Some(Fix::new(format!("{why}: in {} line {}, write", p.path(v.pos), line), [new]));
+        return Some(Fix::new(
+            format!("{why}: in {} line {}, write", p.path(v.pos), line),
+            [new],
+        ));
     }
     // the literal came from a variable: fix it where it is set
     let i = v.node.and_then(|n| n.interp.as_ref())?;
-    let u = i.vars.iter().find(|u| u.value.as_deref().is_some_and(|x| x.to_ascii_lowercase().contains(&from.to_ascii_lowercase())))?;
+    let u = i.vars.iter().find(|u| {
+        u.value
+            .as_deref()
+            .is_some_and(|x| x.to_ascii_lowercase().contains(&from.to_ascii_lowercase()))
+    })?;
     let value = u.value.as_ref()?;
     let lower = value.to_ascii_lowercase();
     let at = lower.find(&from.to_ascii_lowercase())?;
     let new_value = format!("{}{}{}", &value[..at], to, &value[at + from.len()..]);
-    Some(Fix::new(format!("{why}: the value comes from {} ({}); set", u.name, u.source), [format!("{}={}", u.name, new_value)]))
+    Some(Fix::new(
+        format!("{why}: the value comes from {} ({}); set", u.name, u.source),
+        [format!("{}={}", u.name, new_value)],
+    ))
 }
 
 fn netns_group<'a>(s: &Svc, all: &'a [Svc<'a>]) -> Vec<&'a Svc<'a>> {
@@ -275,7 +429,11 @@ fn served_ports(s: &Node) -> BTreeSet<u16> {
         for it in s.get(key).and_then(Node::as_seq).unwrap_or(&[]) {
             match &it.value {
                 Value::Map(_) => {
-                    if let Some(t) = it.get("target").and_then(Node::scalar_text).and_then(|t| t.parse().ok()) {
+                    if let Some(t) = it
+                        .get("target")
+                        .and_then(Node::scalar_text)
+                        .and_then(|t| t.parse().ok())
+                    {
                         out.insert(t);
                     }
                 }
@@ -283,7 +441,9 @@ fn served_ports(s: &Node) -> BTreeSet<u16> {
                     if let Some(t) = it.scalar_text() {
                         // [ip:][published:]target[/proto], ranges ignored
                         let no_proto = t.split('/').next().unwrap_or("");
-                        if let Some(target) = no_proto.rsplit(':').next().and_then(|x| x.parse().ok()) {
+                        if let Some(target) =
+                            no_proto.rsplit(':').next().and_then(|x| x.parse().ok())
+                        {
                             out.insert(target);
                         }
                     }
@@ -292,7 +452,14 @@ fn served_ports(s: &Node) -> BTreeSet<u16> {
         }
     }
     if let Some(img) = s.get("image").and_then(Node::as_str) {
-        let name = img.rsplit('/').next().unwrap_or(img).split([':', '@']).next().unwrap_or("").to_ascii_lowercase();
+        let name = img
+            .rsplit('/')
+            .next()
+            .unwrap_or(img)
+            .split([':', '@'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let known: &[(&str, u16)] = &[
             ("postgres", 5432),
             ("postgis", 5432),
@@ -334,9 +501,16 @@ fn host_alias(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut Vec<Lin
     let uses: Vec<(&Val, HostRef)> = vals
         .iter()
         .filter(|v| v.ctx != Ctx::ExtraHosts)
-        .flat_map(|v| scan::scan(&v.text).into_iter().filter(|r| r.class == HostClass::HostAlias).map(move |r| (v, r)))
+        .flat_map(|v| {
+            scan::scan(&v.text)
+                .into_iter()
+                .filter(|r| r.class == HostClass::HostAlias)
+                .map(move |r| (v, r))
+        })
         .collect();
-    let Some((first, _)) = uses.first() else { return };
+    let Some((first, _)) = uses.first() else {
+        return;
+    };
     // whose /etc/hosts the service uses
     let (holder, holder_name): (Option<&Svc>, String) = match &s.mode {
         NetMode::Service(x) => (all.iter().find(|o| o.name == x), x.clone()),
@@ -367,14 +541,27 @@ fn host_alias(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut Vec<Lin
     let mut fix = Vec::new();
     if let Some(h) = holder {
         fix.push(Fix::new(
-            format!("map the name to the host's gateway: add {}", where_extra_hosts(p, h)),
+            format!(
+                "map the name to the host's gateway: add {}",
+                where_extra_hosts(p, h)
+            ),
             extra_hosts_fix(p, h),
         ));
     }
-    let via = if holder_name != s.name { format!(" (through service {holder_name}, whose network namespace it shares)") } else { String::new() };
+    let via = if holder_name != s.name {
+        format!(" (through service {holder_name}, whose network namespace it shares)")
+    } else {
+        String::new()
+    };
+    // labels are read by other programs (a proxy, a scraper), which may resolve the name elsewhere
+    let severity = if uses.iter().all(|(v, _)| v.ctx == Ctx::Label) {
+        Severity::Warning
+    } else {
+        Severity::Error
+    };
     out.push(LintFinding {
         code: LintCode::HostAliasNotMapped,
-        severity: Severity::Error,
+        severity,
         file: p.path(first.pos).to_string(),
         line,
         service: Some(s.name.to_string()),
@@ -407,13 +594,23 @@ fn default_pool_gateway(ip: &IpAddr) -> bool {
 fn ipam_gateways(p: &Project) -> Vec<(String, IpAddr)> {
     let mut out = Vec::new();
     for e in p.root.get("networks").and_then(Node::as_map).unwrap_or(&[]) {
-        for c in e.value.get("ipam").and_then(|i| i.get("config")).and_then(Node::as_seq).unwrap_or(&[]) {
-            let gw = c.get("gateway").and_then(Node::as_str).and_then(|g| g.parse().ok()).or_else(|| {
-                let subnet = c.get("subnet").and_then(Node::as_str)?;
-                let (net, _) = subnet.split_once('/')?;
-                let v4: Ipv4Addr = net.parse().ok()?;
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from(v4) + 1)))
-            });
+        for c in e
+            .value
+            .get("ipam")
+            .and_then(|i| i.get("config"))
+            .and_then(Node::as_seq)
+            .unwrap_or(&[])
+        {
+            let gw = c
+                .get("gateway")
+                .and_then(Node::as_str)
+                .and_then(|g| g.parse().ok())
+                .or_else(|| {
+                    let subnet = c.get("subnet").and_then(Node::as_str)?;
+                    let (net, _) = subnet.split_once('/')?;
+                    let v4: Ipv4Addr = net.parse().ok()?;
+                    Some(IpAddr::V4(Ipv4Addr::from(u32::from(v4) + 1)))
+                });
             if let Some(g) = gw {
                 out.push((e.key.clone(), g));
             }
@@ -422,7 +619,14 @@ fn ipam_gateways(p: &Project) -> Vec<(String, IpAddr)> {
     out
 }
 
-fn hardcoded_gateway(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], facts: &HostFacts, out: &mut Vec<LintFinding>) {
+fn hardcoded_gateway(
+    p: &Project,
+    s: &Svc,
+    all: &[Svc],
+    vals: &[Val],
+    facts: &HostFacts,
+    out: &mut Vec<LintFinding>,
+) {
     let ipam = ipam_gateways(p);
     for v in vals {
         for r in scan::scan(&v.text) {
@@ -441,19 +645,31 @@ fn hardcoded_gateway(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], facts: &Ho
             let line = line_of(p, v, &r.host);
             let mut evidence = vec![compose_evidence(p, v, line)];
             evidence.extend(variable_evidence(v, &r.host));
-            let (severity, what) = gateway_meaning(s, &ip, facts, &mut evidence, project_net.as_deref());
+            let (severity, what) =
+                gateway_meaning(s, &ip, facts, &mut evidence, project_net.as_deref());
             let mut fix = Vec::new();
             let port = r.port_or_default();
             if v.ctx == Ctx::ExtraHosts {
                 let name = v.name.clone().unwrap_or_default();
                 let ind = child_indent(p, s);
-                let new = replaced_line(p, v, line, &r.host, "host-gateway").unwrap_or_else(|| format!("{ind}  - \"{name}:host-gateway\""));
+                let new = replaced_line(p, v, line, &r.host, "host-gateway")
+                    .unwrap_or_else(|| format!("{ind}  - \"{name}:host-gateway\""));
                 fix.push(Fix::new(
-                    format!("let Docker fill in the gateway: in {} line {line}, write", p.path(v.pos)),
+                    format!(
+                        "let Docker fill in the gateway: in {} line {line}, write",
+                        p.path(v.pos)
+                    ),
                     [new],
                 ));
             } else {
-                if let Some(f) = rewrite_fix(p, v, line, &r.host, HOST_ALIAS, "name the host instead of its address") {
+                if let Some(f) = rewrite_fix(
+                    p,
+                    v,
+                    line,
+                    &r.host,
+                    HOST_ALIAS,
+                    "name the host instead of its address",
+                ) {
                     fix.push(f);
                 }
                 let holder = match &s.mode {
@@ -464,7 +680,10 @@ fn hardcoded_gateway(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], facts: &Ho
                     && !maps_host_alias(h.node)
                     && !matches!(s.mode, NetMode::Container(_))
                 {
-                    fix.push(Fix::new(format!("and map that name: add {}", where_extra_hosts(p, h)), extra_hosts_fix(p, h)));
+                    fix.push(Fix::new(
+                        format!("and map that name: add {}", where_extra_hosts(p, h)),
+                        extra_hosts_fix(p, h),
+                    ));
                 }
             }
             if matches!(s.mode, NetMode::Compose(_)) && owner.is_some_and(|l| l.name == "docker0") {
@@ -493,30 +712,50 @@ fn hardcoded_gateway(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], facts: &Ho
 }
 
 /// What the literal address actually does for this service on this host.
-fn gateway_meaning(s: &Svc, ip: &IpAddr, facts: &HostFacts, evidence: &mut Vec<LintEvidence>, project_net: Option<&str>) -> (Severity, String) {
+fn gateway_meaning(
+    s: &Svc,
+    ip: &IpAddr,
+    facts: &HostFacts,
+    evidence: &mut Vec<LintEvidence>,
+    project_net: Option<&str>,
+) -> (Severity, String) {
     let nets = networks_of(s);
     let attach = match &s.mode {
-        NetMode::Compose(n) => format!("on compose network{} {}", if n.len() > 1 { "s" } else { "" }, n.join(", ")),
+        NetMode::Compose(n) => format!(
+            "on compose network{} {}",
+            if n.len() > 1 { "s" } else { "" },
+            n.join(", ")
+        ),
         NetMode::DefaultBridge => "on Docker's default bridge (docker0)".into(),
         NetMode::Host => "in the host's network namespace".into(),
         NetMode::None => "without a network".into(),
         NetMode::Service(x) => format!("in the network namespace of service {x}"),
         NetMode::Container(x) => format!("in the network namespace of container {x}"),
     };
-    evidence.push(LintEvidence::Network { detail: format!("service {} runs {attach}", s.name) });
+    evidence.push(LintEvidence::Network {
+        detail: format!("service {} runs {attach}", s.name),
+    });
     if let Some(n) = project_net {
         return (
             Severity::Warning,
-            format!("it is the gateway of this project's network {n}, which the service is not on: it reaches the host only because the host owns that address; it is not the way out of the service's own network"),
+            format!(
+                "it is the gateway of this project's network {n}, which the service is not on: it reaches the host only because the host owns that address; it is not the way out of the service's own network"
+            ),
         );
     }
     if let NetMode::None = s.mode {
-        return (Severity::Error, "the service has no network: no address is reachable".into());
+        return (
+            Severity::Error,
+            "the service has no network: no address is reachable".into(),
+        );
     }
     let Some(_) = &facts.net else {
         evidence.push(LintEvidence::Missing {
             what: "host addresses".into(),
-            why: facts.unavailable.clone().unwrap_or_else(|| "not read".into()),
+            why: facts
+                .unavailable
+                .clone()
+                .unwrap_or_else(|| "not read".into()),
         });
         return (
             Severity::Warning,
@@ -527,22 +766,38 @@ fn gateway_meaning(s: &Svc, ip: &IpAddr, facts: &HostFacts, evidence: &mut Vec<L
     };
     match facts.owner(ip) {
         Some(link) => {
-            evidence.push(LintEvidence::Address { address: ip.to_string(), interface: link.name.clone(), interface_kind: link.kind.clone() });
+            evidence.push(LintEvidence::Address {
+                address: ip.to_string(),
+                interface: link.name.clone(),
+                interface_kind: link.kind.clone(),
+            });
             match &s.mode {
                 NetMode::DefaultBridge if link.name == "docker0" => (
                     Severity::Warning,
-                    format!("it is docker0's address on this host, the service's own gateway: it works here, and breaks on any host where docker0 has another address (bip, default-address-pools, Docker Desktop, rootless, Podman)"),
+                    format!(
+                        "it is docker0's address on this host, the service's own gateway: it works here, and breaks on any host where docker0 has another address (bip, default-address-pools, Docker Desktop, rootless, Podman)"
+                    ),
                 ),
                 NetMode::Host => (
                     Severity::Info,
-                    format!("the service shares the host's network namespace, where {ip} is {}'s own address: it works, as 127.0.0.1 would", link.name),
+                    format!(
+                        "the service shares the host's network namespace, where {ip} is {}'s own address: it works, as 127.0.0.1 would",
+                        link.name
+                    ),
                 ),
-                NetMode::Compose(_) | NetMode::Service(_) | NetMode::Container(_) | NetMode::DefaultBridge => (
+                NetMode::Compose(_)
+                | NetMode::Service(_)
+                | NetMode::Container(_)
+                | NetMode::DefaultBridge => (
                     Severity::Warning,
                     format!(
                         "on this host {ip} belongs to {} — not the service's own gateway ({}). The packet is still delivered locally (PREROUTING, INPUT), arriving on the service's bridge rather than {}: it reaches a host service listening on 0.0.0.0 or on {ip}, and fails when the service or a firewall rule is scoped to {} (e.g. `-i {}`, `ufw allow in on {}`), or on a host where {} has another address",
                         link.name,
-                        if nets.is_empty() { "another namespace's".to_string() } else { format!("br-<id> of {}", nets.join(", ")) },
+                        if nets.is_empty() {
+                            "another namespace's".to_string()
+                        } else {
+                            format!("br-<id> of {}", nets.join(", "))
+                        },
                         link.name,
                         link.name,
                         link.name,
@@ -554,10 +809,14 @@ fn gateway_meaning(s: &Svc, ip: &IpAddr, facts: &HostFacts, evidence: &mut Vec<L
             }
         }
         None => {
-            evidence.push(LintEvidence::NotLocal { address: ip.to_string() });
+            evidence.push(LintEvidence::NotLocal {
+                address: ip.to_string(),
+            });
             (
                 Severity::Error,
-                format!("no interface of this host owns {ip} (docker0 is absent or has another address): the packets leave by the default route, if any, and the connection times out or reaches another machine"),
+                format!(
+                    "no interface of this host owns {ip} (docker0 is absent or has another address): the packets leave by the default route, if any, and the connection times out or reaches another machine"
+                ),
             )
         }
     }
@@ -572,20 +831,74 @@ fn self_or_bind_key(name: &str) -> bool {
     if k.contains("PROXY") && !k.contains("NO_PROXY") {
         return false;
     }
-    const WORDS: &[&str] =
-        &["LISTEN", "BIND", "PUBLIC", "EXTERNAL", "CALLBACK", "REDIRECT", "ORIGIN", "CORS", "ALLOWED", "NO_PROXY", "TRUSTED", "ADVERTISE", "SITE_URL", "BASE_URL"];
-    const PREFIXES: &[&str] = &["SERVER_", "APP_", "WEB_", "HTTP_", "NEXT_PUBLIC_", "VITE_", "REACT_APP_", "PUBLIC_"];
-    WORDS.iter().any(|w| k.contains(w)) || PREFIXES.iter().any(|p| k.starts_with(p)) || matches!(k.as_str(), "HOST" | "HOSTNAME" | "ADDR" | "ADDRESS" | "IP" | "PORT")
+    const WORDS: &[&str] = &[
+        "LISTEN",
+        "BIND",
+        "PUBLIC",
+        "EXTERNAL",
+        "CALLBACK",
+        "REDIRECT",
+        "ORIGIN",
+        "CORS",
+        "ALLOWED",
+        "NO_PROXY",
+        "TRUSTED",
+        "ADVERTISE",
+    ];
+    const PREFIXES: &[&str] = &[
+        "SERVER_",
+        "APP_",
+        "WEB_",
+        "HTTP_",
+        "NEXT_PUBLIC_",
+        "VITE_",
+        "REACT_APP_",
+        "PUBLIC_",
+    ];
+    let own_url = matches!(k.as_str(), "BASE_URL" | "SITE_URL" | "ROOT_URL")
+        || k.ends_with("_BASE_URL")
+        || k.ends_with("_SITE_URL")
+        || k.ends_with("_ROOT_URL");
+    own_url
+        || WORDS.iter().any(|w| k.contains(w))
+        || PREFIXES.iter().any(|p| k.starts_with(p))
+        || matches!(
+            k.as_str(),
+            "HOST" | "HOSTNAME" | "ADDR" | "ADDRESS" | "IP" | "PORT"
+        )
 }
 
 /// Variable names that name a peer to connect to.
 fn peer_key(name: &str) -> bool {
     let k = name.to_ascii_uppercase();
     const SUFFIXES: &[&str] = &[
-        "_HOST", "_HOSTNAME", "_HOSTS", "_SERVER", "_SERVERS", "_ADDR", "_ADDRESS", "_URL", "_URI", "_DSN", "_ENDPOINT", "_BROKERS", "_NODES",
-        "_CONNECTION", "_CONNECTION_STRING",
+        "_HOST",
+        "_HOSTNAME",
+        "_HOSTS",
+        "_SERVER",
+        "_SERVERS",
+        "_ADDR",
+        "_ADDRESS",
+        "_URL",
+        "_URI",
+        "_DSN",
+        "_ENDPOINT",
+        "_BROKERS",
+        "_NODES",
+        "_CONNECTION",
+        "_CONNECTION_STRING",
     ];
-    SUFFIXES.iter().any(|s| k.ends_with(s)) || matches!(k.as_str(), "DATABASE_URL" | "REDIS_URL" | "AMQP_URL" | "MONGO_URL" | "DSN" | "PGHOST" | "MYSQL_HOST")
+    SUFFIXES.iter().any(|s| k.ends_with(s))
+        || matches!(
+            k.as_str(),
+            "DATABASE_URL"
+                | "REDIS_URL"
+                | "AMQP_URL"
+                | "MONGO_URL"
+                | "DSN"
+                | "PGHOST"
+                | "MYSQL_HOST"
+        )
 }
 
 fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut Vec<LintFinding>) {
@@ -606,8 +919,14 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
                 continue;
             }
             let connection = match r.kind {
-                RefKind::Url => r.scheme.as_deref().is_some_and(|sc| !matches!(sc, "file" | "unix")),
-                RefKind::HostPort | RefKind::Bare => matches!(v.ctx, Ctx::Environment | Ctx::EnvFile) && v.name.as_deref().is_some_and(peer_key),
+                RefKind::Url => r
+                    .scheme
+                    .as_deref()
+                    .is_some_and(|sc| !matches!(sc, "file" | "unix")),
+                RefKind::HostPort | RefKind::Bare => {
+                    matches!(v.ctx, Ctx::Environment | Ctx::EnvFile)
+                        && v.name.as_deref().is_some_and(peer_key)
+                }
             };
             if !connection {
                 continue;
@@ -616,18 +935,30 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
             if port.is_some_and(|pt| own.contains(&pt)) {
                 continue; // the service's own port: it talks to itself
             }
-            let providers_in_ns: Vec<&&Svc> = group.iter().filter(|o| port.is_some_and(|pt| served_ports(o.node).contains(&pt))).collect();
+            let providers_in_ns: Vec<&&Svc> = group
+                .iter()
+                .filter(|o| port.is_some_and(|pt| served_ports(o.node).contains(&pt)))
+                .collect();
             if !providers_in_ns.is_empty() {
                 continue; // a sidecar in the same namespace serves it
             }
-            let http = r.scheme.as_deref().is_some_and(|sc| sc.starts_with("http") || sc.starts_with("ws"));
+            let http = r
+                .scheme
+                .as_deref()
+                .is_some_and(|sc| sc.starts_with("http") || sc.starts_with("ws"));
             let line = line_of(p, v, &r.host);
             let mut evidence = vec![compose_evidence(p, v, line)];
             evidence.extend(variable_evidence(v, &r.host));
             let port_s = port.map(|x| format!(" port {x}")).unwrap_or_default();
             let (severity, mut summary) = if !group.is_empty() {
                 let names: Vec<&str> = group.iter().map(|o| o.name).collect();
-                evidence.push(LintEvidence::Network { detail: format!("{} shares its network namespace with {}", s.name, names.join(", ")) });
+                evidence.push(LintEvidence::Network {
+                    detail: format!(
+                        "{} shares its network namespace with {}",
+                        s.name,
+                        names.join(", ")
+                    ),
+                });
                 (
                     Severity::Info,
                     format!(
@@ -639,7 +970,11 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
                 )
             } else {
                 (
-                    if http { Severity::Warning } else { Severity::Error },
+                    if http {
+                        Severity::Warning
+                    } else {
+                        Severity::Error
+                    },
                     format!(
                         "service {} connects to {}{port_s}, which inside the container is the container itself, not the host or another service: nothing there listens unless the container serves it",
                         s.name, r.host
@@ -647,36 +982,84 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
                 )
             };
             if http && group.is_empty() {
-                summary.push_str(" (if this URL is for a browser rather than for the container, ignore this)");
+                summary.push_str(
+                    " (if this URL is for a browser rather than for the container, ignore this)",
+                );
             }
             evidence.push(LintEvidence::Network {
                 detail: match &s.mode {
                     NetMode::Service(x) => format!("network_mode: service:{x}"),
                     NetMode::Container(x) => format!("network_mode: container:{x}"),
-                    NetMode::DefaultBridge => "network_mode: bridge (its own network namespace)".into(),
+                    NetMode::DefaultBridge => {
+                        "network_mode: bridge (its own network namespace)".into()
+                    }
                     _ => format!("its own network namespace on {}", networks_of(s).join(", ")),
                 },
             });
             let mut fix = Vec::new();
             // a project service that serves the port
-            let provider = port.and_then(|pt| all.iter().find(|o| o.name != s.name && served_ports(o.node).contains(&pt)));
+            let provider = port.and_then(|pt| {
+                all.iter()
+                    .find(|o| o.name != s.name && served_ports(o.node).contains(&pt))
+            });
             match provider {
                 Some(o) => {
-                    if let Some(f) = rewrite_fix(p, v, line, &r.host, o.name, &format!("point it at service {} by name", o.name)) {
+                    if let Some(f) = rewrite_fix(
+                        p,
+                        v,
+                        line,
+                        &r.host,
+                        o.name,
+                        &format!("point it at service {} by name", o.name),
+                    ) {
                         fix.push(f);
                     }
                     let shared = networks_of(s).iter().any(|n| networks_of(o).contains(n));
-                    if !shared && matches!(s.mode, NetMode::Compose(_)) && matches!(o.mode, NetMode::Compose(_)) {
+                    if !shared
+                        && matches!(s.mode, NetMode::Compose(_))
+                        && matches!(o.mode, NetMode::Compose(_))
+                    {
                         let ind = child_indent(p, s);
-                        let net = networks_of(o).first().cloned().unwrap_or_else(|| "default".into());
-                        fix.push(Fix::new(
-                            format!("and put {} on a network of {} (add under service {})", s.name, o.name, s.name),
-                            [format!("{ind}networks:"), format!("{ind}  - {net}")],
-                        ));
+                        let net = networks_of(o)
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| "default".into());
+                        let mut lines = Vec::new();
+                        match s.node.entry("networks") {
+                            Some(e) => {
+                                lines.push(format!("{ind}  - {net}"));
+                                fix.push(Fix::new(
+                                    format!("and put {} on a network of {}: add under `networks:` ({} line {})", s.name, o.name, p.path(e.key_pos), e.key_pos.line),
+                                    lines,
+                                ));
+                            }
+                            None => {
+                                // the implicit `default` must stay, or the service leaves it
+                                lines.extend([
+                                    format!("{ind}networks:"),
+                                    format!("{ind}  - default"),
+                                    format!("{ind}  - {net}"),
+                                ]);
+                                fix.push(Fix::new(
+                                    format!(
+                                        "and put {} on a network of {}: add under service {}",
+                                        s.name, o.name, s.name
+                                    ),
+                                    lines,
+                                ));
+                            }
+                        }
                     }
                 }
                 None => {
-                    if let Some(f) = rewrite_fix(p, v, line, &r.host, HOST_ALIAS, "if it runs on the host, name the host") {
+                    if let Some(f) = rewrite_fix(
+                        p,
+                        v,
+                        line,
+                        &r.host,
+                        HOST_ALIAS,
+                        "if it runs on the host, name the host",
+                    ) {
                         fix.push(f);
                     }
                     let holder = match &s.mode {
@@ -687,7 +1070,10 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
                     if let Some(h) = holder
                         && !maps_host_alias(h.node)
                     {
-                        fix.push(Fix::new(format!("and map that name: add {}", where_extra_hosts(p, h)), extra_hosts_fix(p, h)));
+                        fix.push(Fix::new(
+                            format!("and map that name: add {}", where_extra_hosts(p, h)),
+                            extra_hosts_fix(p, h),
+                        ));
                     }
                     if let Some(pt) = port {
                         fix.push(Fix::new(
@@ -716,11 +1102,17 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
 /// `DB_HOST=localhost` with `DB_PORT=5432` next to it: the port.
 fn sibling_port(vals: &[Val], v: &Val) -> Option<u16> {
     let name = v.name.as_deref()?.to_ascii_uppercase();
-    let stem = ["_HOSTNAME", "_HOST", "_SERVER", "_ADDR", "_ADDRESS"].iter().find_map(|s| name.strip_suffix(s))?;
+    let stem = ["_HOSTNAME", "_HOST", "_SERVER", "_ADDR", "_ADDRESS"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))?;
     let want = format!("{stem}_PORT");
     vals.iter()
         .filter(|o| matches!(o.ctx, Ctx::Environment | Ctx::EnvFile))
-        .find(|o| o.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&want)))
+        .find(|o| {
+            o.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(&want))
+        })
         .and_then(|o| o.text.trim().parse().ok())
 }
 
@@ -731,13 +1123,19 @@ fn host_network_mode(p: &Project, s: &Svc, vals: &[Val], out: &mut Vec<LintFindi
     if s.mode != NetMode::Host {
         return;
     }
-    let Some(nm) = s.node.entry("network_mode") else { return };
+    let Some(nm) = s.node.entry("network_mode") else {
+        return;
+    };
     let line = nm.value.pos.line;
     let mut evidence = vec![LintEvidence::Compose {
         file: p.path(nm.value.pos).to_string(),
         line,
         key: format!("services.{}.network_mode", s.name),
-        text: p.source(nm.value.pos).and_then(|src| src.line_text(line)).map(|l| l.trim().to_string()).unwrap_or_else(|| "network_mode: host".into()),
+        text: p
+            .source(nm.value.pos)
+            .and_then(|src| src.line_text(line))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|| "network_mode: host".into()),
     }];
     let mut costs = vec![
         "no network isolation: it sees every host interface and every service listening on the host's loopback, and can bind any host port".to_string(),
@@ -763,13 +1161,21 @@ fn host_network_mode(p: &Project, s: &Svc, vals: &[Val], out: &mut Vec<LintFindi
             lines.push(format!("{ind}  - \"{pt}:{pt}\""));
         }
     }
-    let loopback_uses = vals.iter().any(|v| scan::scan(&v.text).iter().any(|r| r.class == HostClass::Loopback));
+    let loopback_uses = vals.iter().any(|v| {
+        scan::scan(&v.text)
+            .iter()
+            .any(|r| r.class == HostClass::Loopback)
+    });
     if loopback_uses || !maps_host_alias(s.node) {
         lines.push(format!("{ind}extra_hosts:"));
         lines.push(format!("{ind}  - {HOST_GATEWAY_LINE}"));
     }
     let mut fix = vec![Fix::new(
-        format!("give it its own network namespace: in {}, under service {}", p.path(s.entry.key_pos), s.name),
+        format!(
+            "give it its own network namespace: in {}, under service {}",
+            p.path(s.entry.key_pos),
+            s.name
+        ),
         lines,
     )];
     if loopback_uses {
@@ -786,7 +1192,11 @@ fn host_network_mode(p: &Project, s: &Svc, vals: &[Val], out: &mut Vec<LintFindi
         service: Some(s.name.to_string()),
         network: None,
         key: format!("services.{}.network_mode", s.name),
-        summary: format!("service {} shares the host's network namespace (network_mode: host): {}", s.name, costs.join("; ")),
+        summary: format!(
+            "service {} shares the host's network namespace (network_mode: host): {}",
+            s.name,
+            costs.join("; ")
+        ),
         evidence,
         fix,
     });
@@ -795,7 +1205,13 @@ fn host_network_mode(p: &Project, s: &Svc, vals: &[Val], out: &mut Vec<LintFindi
 // ------------------------------------------------------------------------------------------
 // MTU_UNSET
 
-fn mtu_unset(p: &Project, all: &[Svc], facts: &HostFacts, notes: &mut Vec<LintNote>, out: &mut Vec<LintFinding>) {
+fn mtu_unset(
+    p: &Project,
+    all: &[Svc],
+    facts: &HostFacts,
+    notes: &mut Vec<LintNote>,
+    out: &mut Vec<LintFinding>,
+) {
     let Some(eg) = &facts.egress else {
         if all.iter().any(|s| matches!(s.mode, NetMode::Compose(_))) {
             notes.push(LintNote {
@@ -803,7 +1219,7 @@ fn mtu_unset(p: &Project, all: &[Svc], facts: &HostFacts, notes: &mut Vec<LintNo
                 line: None,
                 message: format!(
                     "MTU_UNSET not checked: the host's egress MTU is unknown ({}); --egress-mtu N gives it",
-                    facts.unavailable.clone().unwrap_or_else(|| "no default route".into())
+                    facts.unavailable.clone().unwrap_or_else(|| if facts.net.is_some() { "no default route".into() } else { "host facts not read".into() })
                 ),
             });
         }
@@ -826,36 +1242,63 @@ fn mtu_unset(p: &Project, all: &[Svc], facts: &HostFacts, notes: &mut Vec<LintNo
     for (net, users) in used {
         let decl = declared.iter().find(|e| e.key == net);
         let node = decl.map(|d| &d.value);
-        if node.and_then(|n| n.get("external")).is_some_and(|x| !matches!(x.value, Value::Bool(false))) {
+        if node
+            .and_then(|n| n.get("external"))
+            .is_some_and(|x| !matches!(x.value, Value::Bool(false)))
+        {
             continue; // created elsewhere, with its own options
         }
-        let driver = node.and_then(|n| n.get("driver")).and_then(Node::as_str).unwrap_or("bridge");
+        let driver = node
+            .and_then(|n| n.get("driver"))
+            .and_then(Node::as_str)
+            .unwrap_or("bridge");
         if driver != "bridge" {
             continue;
         }
         if decl.is_none() && net != "default" {
             continue; // undeclared: compose itself refuses it
         }
-        let opt = node.and_then(|n| n.get("driver_opts")).and_then(|o| o.get(MTU_OPT));
-        let set: Option<u32> = opt.and_then(Node::scalar_text).and_then(|t| t.trim().parse().ok());
+        let opt = node
+            .and_then(|n| n.get("driver_opts"))
+            .and_then(|o| o.get(MTU_OPT));
+        let set: Option<u32> = opt
+            .and_then(Node::scalar_text)
+            .and_then(|t| t.trim().parse().ok());
         if set.is_some_and(|m| m <= eg.mtu) {
             continue;
         }
-        let (file, line, key_col) = match decl {
-            Some(d) => (p.path(d.key_pos).to_string(), d.key_pos.line, d.key_pos.col),
-            None => {
-                let s = all.iter().find(|s| s.name == users[0]).expect("a user");
-                (p.path(s.entry.key_pos).to_string(), s.entry.key_pos.line, 0)
-            }
+        let (file, line, key_col) = match (decl, opt) {
+            // the value that is too high, where it is written
+            (Some(d), Some(o)) => (p.path(o.pos).to_string(), o.pos.line, d.key_pos.col),
+            _ => match decl {
+                Some(d) => (p.path(d.key_pos).to_string(), d.key_pos.line, d.key_pos.col),
+                None => {
+                    let s = all.iter().find(|s| s.name == users[0]).expect("a user");
+                    (p.path(s.entry.key_pos).to_string(), s.entry.key_pos.line, 0)
+                }
+            },
         };
-        let mut evidence = vec![LintEvidence::Egress { interface: eg.interface.clone(), mtu: eg.mtu, route_mtu: eg.route_mtu }];
-        evidence.push(LintEvidence::Network { detail: format!("network {net} (driver bridge) is used by {}", users.join(", ")) });
+        let mut evidence = vec![LintEvidence::Egress {
+            interface: eg.interface.clone(),
+            mtu: eg.mtu,
+            route_mtu: eg.route_mtu,
+        }];
+        evidence.push(LintEvidence::Network {
+            detail: format!(
+                "network {net} (driver bridge) is used by {}",
+                users.join(", ")
+            ),
+        });
         if let Some(o) = opt {
             evidence.push(LintEvidence::Compose {
                 file: p.path(o.pos).to_string(),
                 line: o.pos.line,
                 key: format!("networks.{net}.driver_opts.{MTU_OPT}"),
-                text: p.source(o.pos).and_then(|s| s.line_text(o.pos.line)).map(|l| l.trim().to_string()).unwrap_or_default(),
+                text: p
+                    .source(o.pos)
+                    .and_then(|s| s.line_text(o.pos.line))
+                    .map(|l| l.trim().to_string())
+                    .unwrap_or_default(),
             });
         }
         let summary = match set {
@@ -868,11 +1311,20 @@ fn mtu_unset(p: &Project, all: &[Svc], facts: &HostFacts, notes: &mut Vec<LintNo
                 eg.mtu, eg.interface, eg.mtu
             ),
         };
-        let ind = if key_col > 0 { " ".repeat(key_col - 1) } else { "  ".into() };
+        let ind = if key_col > 0 {
+            " ".repeat(key_col - 1)
+        } else {
+            "  ".into()
+        };
         let lines: Vec<String> = match (decl, opt) {
             (_, Some(_)) => vec![format!("{ind}    {MTU_OPT}: \"{}\"", eg.mtu)],
-            (Some(d), None) if d.value.get("driver_opts").is_some() => vec![format!("{ind}    {MTU_OPT}: \"{}\"", eg.mtu)],
-            (Some(_), None) => vec![format!("{ind}  driver_opts:"), format!("{ind}    {MTU_OPT}: \"{}\"", eg.mtu)],
+            (Some(d), None) if d.value.get("driver_opts").is_some() => {
+                vec![format!("{ind}    {MTU_OPT}: \"{}\"", eg.mtu)]
+            }
+            (Some(_), None) => vec![
+                format!("{ind}  driver_opts:"),
+                format!("{ind}    {MTU_OPT}: \"{}\"", eg.mtu),
+            ],
             (None, None) => vec![
                 "networks:".into(),
                 format!("  {net}:"),
@@ -881,12 +1333,25 @@ fn mtu_unset(p: &Project, all: &[Svc], facts: &HostFacts, notes: &mut Vec<LintNo
             ],
         };
         let where_ = match decl {
-            Some(d) => format!("under network {net} ({} line {})", p.path(d.key_pos), d.key_pos.line),
-            None => format!("at the top level of {}", p.files().first().cloned().unwrap_or_default()),
+            Some(d) => format!(
+                "under network {net} ({} line {})",
+                p.path(d.key_pos),
+                d.key_pos.line
+            ),
+            None => format!(
+                "at the top level of {}",
+                p.files().first().cloned().unwrap_or_default()
+            ),
         };
         let fix = vec![
-            Fix::new(format!("set the network's MTU to the egress MTU: add {where_}"), lines),
-            Fix::new("then recreate the network (compose does not change an existing network)", [format!("docker compose down && docker compose up -d")]),
+            Fix::new(
+                format!("set the network's MTU to the egress MTU: add {where_}"),
+                lines,
+            ),
+            Fix::new(
+                "then recreate the network (compose does not change an existing network)",
+                [format!("docker compose down && docker compose up -d")],
+            ),
         ];
         out.push(LintFinding {
             code: LintCode::MtuUnset,

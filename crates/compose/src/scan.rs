@@ -45,7 +45,8 @@ pub struct HostRef {
 impl HostRef {
     /// The port written, else the scheme's default (the contract's list).
     pub fn port_or_default(&self) -> Option<u16> {
-        self.port.or_else(|| self.scheme.as_deref().and_then(default_port))
+        self.port
+            .or_else(|| self.scheme.as_deref().and_then(default_port))
     }
 }
 
@@ -73,7 +74,10 @@ pub fn default_port(scheme: &str) -> Option<u16> {
 
 pub fn classify(host: &str) -> Option<HostClass> {
     let h = host.trim_end_matches('.');
-    if h.eq_ignore_ascii_case("localhost") || h.eq_ignore_ascii_case("localhost.localdomain") || h.eq_ignore_ascii_case("ip6-localhost") {
+    if h.eq_ignore_ascii_case("localhost")
+        || h.eq_ignore_ascii_case("localhost.localdomain")
+        || h.eq_ignore_ascii_case("ip6-localhost")
+    {
         return Some(HostClass::Loopback);
     }
     if h.eq_ignore_ascii_case(HOST_ALIAS) {
@@ -109,7 +113,10 @@ pub fn scan(s: &str) -> Vec<HostRef> {
         let at = from + rel;
         from = at + 3;
         let mut st = at;
-        while st > 0 && (bytes[st - 1].is_ascii_alphanumeric() || matches!(bytes[st - 1], b'+' | b'.' | b'-')) {
+        while st > 0
+            && (bytes[st - 1].is_ascii_alphanumeric()
+                || matches!(bytes[st - 1], b'+' | b'.' | b'-'))
+        {
             st -= 1;
         }
         while st < at && !bytes[st].is_ascii_alphabetic() {
@@ -121,7 +128,13 @@ pub fn scan(s: &str) -> Vec<HostRef> {
         let scheme = s[st..at].to_ascii_lowercase();
         let auth_start = at + 3;
         let auth_end = s[auth_start..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | ';' | ')' | '`' | '|'))
+            .find(|c: char| {
+                c.is_whitespace()
+                    || matches!(
+                        c,
+                        '/' | '?' | '#' | '"' | '\'' | '<' | '>' | ';' | ')' | '`' | '|'
+                    )
+            })
             .map(|i| auth_start + i)
             .unwrap_or(s.len());
         covered.push((st, auth_end));
@@ -131,7 +144,15 @@ pub fn scan(s: &str) -> Vec<HostRef> {
         for part in auth[host_start..].split(',') {
             if let Some((h, hs, he, port)) = split_host_port(part) {
                 if let Some(class) = classify(h) {
-                    out.push(HostRef { host: h.to_string(), class, port, scheme: Some(scheme.clone()), kind: RefKind::Url, start: off + hs, end: off + he });
+                    out.push(HostRef {
+                        host: h.to_string(),
+                        class,
+                        port,
+                        scheme: Some(scheme.clone()),
+                        kind: RefKind::Url,
+                        start: off + hs,
+                        end: off + he,
+                    });
                 }
             }
             off += part.len() + 1;
@@ -139,7 +160,13 @@ pub fn scan(s: &str) -> Vec<HostRef> {
         from = auth_end.max(from);
     }
     // then tokens outside URLs
-    let is_delim = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '=' | '(' | ')' | '<' | '>' | '|' | '&' | '`' | '{' | '}');
+    let is_delim = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | ',' | ';' | '=' | '(' | ')' | '<' | '>' | '|' | '&' | '`' | '{' | '}'
+            )
+    };
     let mut i = 0;
     while i < s.len() {
         let c = s[i..].chars().next().unwrap_or(' ');
@@ -173,8 +200,20 @@ pub fn scan(s: &str) -> Vec<HostRef> {
                 continue; // a subnet, not an address to connect to
             }
             if let Some(class) = classify(h) {
-                let kind = if port.is_some() { RefKind::HostPort } else { RefKind::Bare };
-                out.push(HostRef { host: h.to_string(), class, port, scheme: None, kind, start: base + hs, end: base + he });
+                let kind = if port.is_some() {
+                    RefKind::HostPort
+                } else {
+                    RefKind::Bare
+                };
+                out.push(HostRef {
+                    host: h.to_string(),
+                    class,
+                    port,
+                    scheme: None,
+                    kind,
+                    start: base + hs,
+                    end: base + he,
+                });
             }
         }
     }
@@ -218,34 +257,79 @@ mod tests {
     use super::*;
 
     fn hosts(s: &str) -> Vec<(String, Option<u16>, RefKind)> {
-        scan(s).into_iter().map(|r| (r.host.clone(), r.port_or_default(), r.kind)).collect()
+        scan(s)
+            .into_iter()
+            .map(|r| (r.host.clone(), r.port_or_default(), r.kind))
+            .collect()
     }
 
     #[test]
     fn urls() {
-        assert_eq!(hosts("postgres://app:secret@localhost:5433/app"), vec![("localhost".into(), Some(5433), RefKind::Url)]);
-        assert_eq!(hosts("postgresql://u@127.0.0.1/db"), vec![("127.0.0.1".into(), Some(5432), RefKind::Url)]);
-        assert_eq!(hosts("redis://[::1]:6380/0"), vec![("::1".into(), Some(6380), RefKind::Url)]);
-        assert_eq!(hosts("http://host.docker.internal:8080/health"), vec![("host.docker.internal".into(), Some(8080), RefKind::Url)]);
+        assert_eq!(
+            hosts("postgres://app:secret@localhost:5433/app"),
+            vec![("localhost".into(), Some(5433), RefKind::Url)]
+        );
+        assert_eq!(
+            hosts("postgresql://u@127.0.0.1/db"),
+            vec![("127.0.0.1".into(), Some(5432), RefKind::Url)]
+        );
+        assert_eq!(
+            hosts("redis://[::1]:6380/0"),
+            vec![("::1".into(), Some(6380), RefKind::Url)]
+        );
+        assert_eq!(
+            hosts("http://host.docker.internal:8080/health"),
+            vec![("host.docker.internal".into(), Some(8080), RefKind::Url)]
+        );
         assert_eq!(
             hosts("mongodb://a:b@localhost:27017,172.17.0.1:27018/db?replicaSet=rs"),
-            vec![("localhost".into(), Some(27017), RefKind::Url), ("172.17.0.1".into(), Some(27018), RefKind::Url)]
+            vec![
+                ("localhost".into(), Some(27017), RefKind::Url),
+                ("172.17.0.1".into(), Some(27018), RefKind::Url)
+            ]
         );
         assert_eq!(hosts("https://example.com/x"), vec![]);
-        assert_eq!(hosts("amqp://guest:guest@localhost"), vec![("localhost".into(), Some(5672), RefKind::Url)]);
+        assert_eq!(
+            hosts("amqp://guest:guest@localhost"),
+            vec![("localhost".into(), Some(5672), RefKind::Url)]
+        );
     }
 
     #[test]
     fn pairs_dsns_and_bare_hosts() {
-        assert_eq!(hosts("localhost:5432"), vec![("localhost".into(), Some(5432), RefKind::HostPort)]);
-        assert_eq!(hosts("user:pw@tcp(127.0.0.1:3306)/db"), vec![("127.0.0.1".into(), Some(3306), RefKind::HostPort)]);
-        assert_eq!(hosts("host=localhost port=5432 dbname=x"), vec![("localhost".into(), None, RefKind::Bare)]);
-        assert_eq!(hosts("172.17.0.1"), vec![("172.17.0.1".into(), None, RefKind::Bare)]);
-        assert_eq!(hosts("sh -c 'curl -f http://localhost:8080/ || exit 1'"), vec![("localhost".into(), Some(8080), RefKind::Url)]);
-        assert_eq!(hosts("--db-host 172.17.0.1 --port=5432"), vec![("172.17.0.1".into(), None, RefKind::Bare)]);
-        assert_eq!(hosts("[::1]:9000"), vec![("::1".into(), Some(9000), RefKind::HostPort)]);
+        assert_eq!(
+            hosts("localhost:5432"),
+            vec![("localhost".into(), Some(5432), RefKind::HostPort)]
+        );
+        assert_eq!(
+            hosts("user:pw@tcp(127.0.0.1:3306)/db"),
+            vec![("127.0.0.1".into(), Some(3306), RefKind::HostPort)]
+        );
+        assert_eq!(
+            hosts("host=localhost port=5432 dbname=x"),
+            vec![("localhost".into(), None, RefKind::Bare)]
+        );
+        assert_eq!(
+            hosts("172.17.0.1"),
+            vec![("172.17.0.1".into(), None, RefKind::Bare)]
+        );
+        assert_eq!(
+            hosts("sh -c 'curl -f http://localhost:8080/ || exit 1'"),
+            vec![("localhost".into(), Some(8080), RefKind::Url)]
+        );
+        assert_eq!(
+            hosts("--db-host 172.17.0.1 --port=5432"),
+            vec![("172.17.0.1".into(), None, RefKind::Bare)]
+        );
+        assert_eq!(
+            hosts("[::1]:9000"),
+            vec![("::1".into(), Some(9000), RefKind::HostPort)]
+        );
         assert_eq!(hosts("::1"), vec![("::1".into(), None, RefKind::Bare)]);
-        assert_eq!(hosts("host.docker.internal"), vec![("host.docker.internal".into(), None, RefKind::Bare)]);
+        assert_eq!(
+            hosts("host.docker.internal"),
+            vec![("host.docker.internal".into(), None, RefKind::Bare)]
+        );
     }
 
     #[test]
@@ -272,7 +356,10 @@ mod tests {
         assert_eq!(classify("127.0.0.53"), Some(HostClass::Loopback));
         assert_eq!(classify("::ffff:127.0.0.1"), Some(HostClass::Loopback));
         assert_eq!(classify("Host.Docker.Internal"), Some(HostClass::HostAlias));
-        assert_eq!(classify("172.17.0.1"), Some(HostClass::Ip("172.17.0.1".parse().unwrap())));
+        assert_eq!(
+            classify("172.17.0.1"),
+            Some(HostClass::Ip("172.17.0.1".parse().unwrap()))
+        );
         assert_eq!(classify("db"), None);
     }
 

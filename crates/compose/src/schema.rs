@@ -4,43 +4,217 @@
 
 use crate::yaml::{Node, Value};
 
-const TOP: &[&str] = &["version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models"];
+const TOP: &[&str] = &[
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
+];
 
 const SERVICE: &[&str] = &[
-    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup", "cgroup_parent", "command", "configs",
-    "container_name", "cpu_count", "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
-    "cpus", "cpuset", "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules", "devices", "dns", "dns_opt",
-    "dns_search", "domainname", "entrypoint", "env_file", "environment", "expose", "extends", "external_links", "extra_hosts",
-    "gpus", "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation", "label_file", "labels", "links",
-    "logging", "mac_address", "mem_limit", "mem_reservation", "mem_swappiness", "memswap_limit", "models", "network_mode",
-    "networks", "oom_kill_disable", "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop",
-    "privileged", "profiles", "provider", "pull_policy", "pull_refresh_after", "read_only", "restart", "runtime", "scale",
-    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal", "storage_opt", "sysctls", "tmpfs",
-    "tty", "ulimits", "use_api_socket", "user", "userns_mode", "uts", "volumes", "volumes_from", "working_dir",
+    "annotations",
+    "attach",
+    "blkio_config",
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "label_file",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "network_mode",
+    "networks",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "pull_refresh_after",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "user",
+    "userns_mode",
+    "uts",
+    "volumes",
+    "volumes_from",
+    "working_dir",
 ];
 
 const BUILD: &[&str] = &[
-    "context", "dockerfile", "dockerfile_inline", "entitlements", "args", "ssh", "labels", "cache_from", "cache_to", "no_cache",
-    "additional_contexts", "network", "pull", "target", "shm_size", "extra_hosts", "isolation", "privileged", "secrets", "tags",
-    "ulimits", "platforms",
+    "context",
+    "dockerfile",
+    "dockerfile_inline",
+    "entitlements",
+    "args",
+    "ssh",
+    "labels",
+    "cache_from",
+    "cache_to",
+    "no_cache",
+    "additional_contexts",
+    "network",
+    "pull",
+    "target",
+    "shm_size",
+    "extra_hosts",
+    "isolation",
+    "privileged",
+    "secrets",
+    "tags",
+    "ulimits",
+    "platforms",
 ];
 
-const HEALTHCHECK: &[&str] = &["disable", "interval", "retries", "test", "timeout", "start_period", "start_interval"];
+const HEALTHCHECK: &[&str] = &[
+    "disable",
+    "interval",
+    "retries",
+    "test",
+    "timeout",
+    "start_period",
+    "start_interval",
+];
 const LOGGING: &[&str] = &["driver", "options"];
-const DEPLOY: &[&str] =
-    &["mode", "endpoint_mode", "replicas", "labels", "rollback_config", "update_config", "resources", "restart_policy", "placement"];
-const SERVICE_NETWORK: &[&str] =
-    &["aliases", "interface_name", "ipv4_address", "ipv6_address", "link_local_ips", "mac_address", "driver_opts", "priority", "gw_priority"];
+const DEPLOY: &[&str] = &[
+    "mode",
+    "endpoint_mode",
+    "replicas",
+    "labels",
+    "rollback_config",
+    "update_config",
+    "resources",
+    "restart_policy",
+    "placement",
+];
+const SERVICE_NETWORK: &[&str] = &[
+    "aliases",
+    "interface_name",
+    "ipv4_address",
+    "ipv6_address",
+    "link_local_ips",
+    "mac_address",
+    "driver_opts",
+    "priority",
+    "gw_priority",
+];
 const DEPENDS_ON: &[&str] = &["restart", "required", "condition"];
-const PORT: &[&str] = &["name", "mode", "host_ip", "target", "published", "protocol", "app_protocol"];
-const MOUNT: &[&str] = &["type", "source", "target", "read_only", "consistency", "bind", "volume", "tmpfs", "image"];
-const NETWORK: &[&str] =
-    &["name", "driver", "driver_opts", "ipam", "external", "internal", "enable_ipv4", "enable_ipv6", "attachable", "labels"];
+const PORT: &[&str] = &[
+    "name",
+    "mode",
+    "host_ip",
+    "target",
+    "published",
+    "protocol",
+    "app_protocol",
+];
+const MOUNT: &[&str] = &[
+    "type",
+    "source",
+    "target",
+    "read_only",
+    "consistency",
+    "bind",
+    "volume",
+    "tmpfs",
+    "image",
+];
+const NETWORK: &[&str] = &[
+    "name",
+    "driver",
+    "driver_opts",
+    "ipam",
+    "external",
+    "internal",
+    "enable_ipv4",
+    "enable_ipv6",
+    "attachable",
+    "labels",
+];
 const IPAM: &[&str] = &["driver", "config", "options"];
 const IPAM_CONFIG: &[&str] = &["subnet", "ip_range", "gateway", "aux_addresses"];
 const VOLUME: &[&str] = &["name", "driver", "driver_opts", "external", "labels"];
-const SECRET: &[&str] = &["name", "environment", "file", "external", "labels", "driver", "driver_opts", "template_driver"];
-const CONFIG: &[&str] = &["name", "content", "environment", "file", "external", "labels", "template_driver"];
+const SECRET: &[&str] = &[
+    "name",
+    "environment",
+    "file",
+    "external",
+    "labels",
+    "driver",
+    "driver_opts",
+    "template_driver",
+];
+const CONFIG: &[&str] = &[
+    "name",
+    "content",
+    "environment",
+    "file",
+    "external",
+    "labels",
+    "template_driver",
+];
 
 /// A problem in one file: line and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +231,13 @@ pub fn check(root: &mut Node) -> Vec<SchemaError> {
         return errs;
     }
     if !matches!(root.value, Value::Map(_)) {
-        errs.push(SchemaError { line: root.pos.line, message: format!("a compose file is a mapping (services:, networks:, ...), not {}", root.kind_name()) });
+        errs.push(SchemaError {
+            line: root.pos.line,
+            message: format!(
+                "a compose file is a mapping (services:, networks:, ...), not {}",
+                root.kind_name()
+            ),
+        });
         root.value = Value::Map(Vec::new());
         return errs;
     }
@@ -70,17 +250,30 @@ pub fn check(root: &mut Node) -> Vec<SchemaError> {
                     known_keys(n, NETWORK, &format!("network {name:?}"), errs);
                     if let Some(ipam) = get_mut(n, "ipam") {
                         known_keys(ipam, IPAM, &format!("network {name:?} ipam"), errs);
-                        if let Some(Value::Seq(items)) = get_mut(ipam, "config").map(|c| &mut c.value) {
+                        if let Some(Value::Seq(items)) =
+                            get_mut(ipam, "config").map(|c| &mut c.value)
+                        {
                             for item in items.iter_mut() {
-                                known_keys(item, IPAM_CONFIG, &format!("network {name:?} ipam config"), errs);
+                                known_keys(
+                                    item,
+                                    IPAM_CONFIG,
+                                    &format!("network {name:?} ipam config"),
+                                    errs,
+                                );
                             }
                         }
                     }
                     expect_map(n, "driver_opts", errs);
                 }),
-                "volumes" => each_item(&mut e.value, "volumes", &mut errs, |n, name, errs| known_keys(n, VOLUME, &format!("volume {name:?}"), errs)),
-                "secrets" => each_item(&mut e.value, "secrets", &mut errs, |n, name, errs| known_keys(n, SECRET, &format!("secret {name:?}"), errs)),
-                "configs" => each_item(&mut e.value, "configs", &mut errs, |n, name, errs| known_keys(n, CONFIG, &format!("config {name:?}"), errs)),
+                "volumes" => each_item(&mut e.value, "volumes", &mut errs, |n, name, errs| {
+                    known_keys(n, VOLUME, &format!("volume {name:?}"), errs)
+                }),
+                "secrets" => each_item(&mut e.value, "secrets", &mut errs, |n, name, errs| {
+                    known_keys(n, SECRET, &format!("secret {name:?}"), errs)
+                }),
+                "configs" => each_item(&mut e.value, "configs", &mut errs, |n, name, errs| {
+                    known_keys(n, CONFIG, &format!("config {name:?}"), errs)
+                }),
                 _ => {}
             }
         }
@@ -110,7 +303,12 @@ fn check_service(s: &mut Node, name: &str, errs: &mut Vec<SchemaError>) {
     {
         for e in entries.iter_mut() {
             if matches!(e.value.value, Value::Map(_)) {
-                known_keys(&mut e.value, SERVICE_NETWORK, &format!("{what} network {:?}", e.key), errs);
+                known_keys(
+                    &mut e.value,
+                    SERVICE_NETWORK,
+                    &format!("{what} network {:?}", e.key),
+                    errs,
+                );
             }
         }
     }
@@ -118,7 +316,12 @@ fn check_service(s: &mut Node, name: &str, errs: &mut Vec<SchemaError>) {
         && let Value::Map(entries) = &mut d.value
     {
         for e in entries.iter_mut() {
-            known_keys(&mut e.value, DEPENDS_ON, &format!("{what} depends_on {:?}", e.key), errs);
+            known_keys(
+                &mut e.value,
+                DEPENDS_ON,
+                &format!("{what} depends_on {:?}", e.key),
+                errs,
+            );
         }
     }
     for (key, allowed) in [("ports", PORT), ("volumes", MOUNT)] {
@@ -131,22 +334,80 @@ fn check_service(s: &mut Node, name: &str, errs: &mut Vec<SchemaError>) {
         }
     }
     // The types the rules read; a wrong one is dropped after saying so.
-    for key in ["environment", "labels", "extra_hosts", "sysctls", "annotations"] {
-        expect(s, key, errs, |n| matches!(n.value, Value::Map(_) | Value::Seq(_) | Value::Null), "a mapping or a list");
+    for key in [
+        "environment",
+        "labels",
+        "extra_hosts",
+        "sysctls",
+        "annotations",
+    ] {
+        expect(
+            s,
+            key,
+            errs,
+            |n| matches!(n.value, Value::Map(_) | Value::Seq(_) | Value::Null),
+            "a mapping or a list",
+        );
     }
     for key in ["command", "entrypoint"] {
-        expect(s, key, errs, |n| matches!(n.value, Value::String(_) | Value::Seq(_) | Value::Null), "a string or a list");
+        expect(
+            s,
+            key,
+            errs,
+            |n| matches!(n.value, Value::String(_) | Value::Seq(_) | Value::Null),
+            "a string or a list",
+        );
     }
-    expect(s, "network_mode", errs, |n| matches!(n.value, Value::String(_)), "a string");
-    expect(s, "networks", errs, |n| matches!(n.value, Value::Map(_) | Value::Seq(_) | Value::Null), "a mapping or a list");
+    expect(
+        s,
+        "network_mode",
+        errs,
+        |n| matches!(n.value, Value::String(_)),
+        "a string",
+    );
+    expect(
+        s,
+        "networks",
+        errs,
+        |n| matches!(n.value, Value::Map(_) | Value::Seq(_) | Value::Null),
+        "a mapping or a list",
+    );
     for key in ["ports", "expose", "dns"] {
-        expect(s, key, errs, |n| matches!(n.value, Value::Seq(_) | Value::String(_) | Value::Number(_) | Value::Null), "a list");
+        expect(
+            s,
+            key,
+            errs,
+            |n| {
+                matches!(
+                    n.value,
+                    Value::Seq(_) | Value::String(_) | Value::Number(_) | Value::Null
+                )
+            },
+            "a list",
+        );
     }
-    expect(s, "env_file", errs, |n| matches!(n.value, Value::Seq(_) | Value::String(_)), "a path or a list of paths");
-    expect(s, "healthcheck", errs, |n| matches!(n.value, Value::Map(_) | Value::Null), "a mapping");
+    expect(
+        s,
+        "env_file",
+        errs,
+        |n| matches!(n.value, Value::Seq(_) | Value::String(_)),
+        "a path or a list of paths",
+    );
+    expect(
+        s,
+        "healthcheck",
+        errs,
+        |n| matches!(n.value, Value::Map(_) | Value::Null),
+        "a mapping",
+    );
 }
 
-fn each_item(section: &mut Node, what: &str, errs: &mut Vec<SchemaError>, f: impl Fn(&mut Node, &str, &mut Vec<SchemaError>)) {
+fn each_item(
+    section: &mut Node,
+    what: &str,
+    errs: &mut Vec<SchemaError>,
+    f: impl Fn(&mut Node, &str, &mut Vec<SchemaError>),
+) {
     match &mut section.value {
         Value::Map(entries) => {
             let mut keep = Vec::with_capacity(entries.len());
@@ -156,7 +417,13 @@ fn each_item(section: &mut Node, what: &str, errs: &mut Vec<SchemaError>, f: imp
                     continue;
                 }
                 if !valid_name(&e.key) {
-                    errs.push(SchemaError { line: e.key_pos.line, message: format!("{what}: {:?} is not a valid name (letters, digits, `.`, `_`, `-`)", e.key) });
+                    errs.push(SchemaError {
+                        line: e.key_pos.line,
+                        message: format!(
+                            "{what}: {:?} is not a valid name (letters, digits, `.`, `_`, `-`)",
+                            e.key
+                        ),
+                    });
                     continue;
                 }
                 match e.value.value {
@@ -165,7 +432,11 @@ fn each_item(section: &mut Node, what: &str, errs: &mut Vec<SchemaError>, f: imp
                     _ => {
                         errs.push(SchemaError {
                             line: e.value.pos.line,
-                            message: format!("{what}.{} must be a mapping, not {}", e.key, e.value.kind_name()),
+                            message: format!(
+                                "{what}.{} must be a mapping, not {}",
+                                e.key,
+                                e.value.kind_name()
+                            ),
                         });
                         continue;
                     }
@@ -176,14 +447,19 @@ fn each_item(section: &mut Node, what: &str, errs: &mut Vec<SchemaError>, f: imp
         }
         Value::Null => {}
         _ => {
-            errs.push(SchemaError { line: section.pos.line, message: format!("{what} must be a mapping, not {}", section.kind_name()) });
+            errs.push(SchemaError {
+                line: section.pos.line,
+                message: format!("{what} must be a mapping, not {}", section.kind_name()),
+            });
             section.value = Value::Map(Vec::new());
         }
     }
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn known_keys(n: &mut Node, allowed: &[&str], what: &str, errs: &mut Vec<SchemaError>) {
@@ -192,37 +468,63 @@ fn known_keys(n: &mut Node, allowed: &[&str], what: &str, errs: &mut Vec<SchemaE
             if e.key.starts_with("x-") || allowed.contains(&e.key.as_str()) {
                 return true;
             }
-            let hint = closest(&e.key, allowed).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
-            errs.push(SchemaError { line: e.key_pos.line, message: format!("unknown key `{}` in {what}{hint}", e.key) });
+            let hint = closest(&e.key, allowed)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            errs.push(SchemaError {
+                line: e.key_pos.line,
+                message: format!("unknown key `{}` in {what}{hint}", e.key),
+            });
             false
         });
     } else if !n.is_null() {
-        errs.push(SchemaError { line: n.pos.line, message: format!("{what} must be a mapping, not {}", n.kind_name()) });
+        errs.push(SchemaError {
+            line: n.pos.line,
+            message: format!("{what} must be a mapping, not {}", n.kind_name()),
+        });
         n.value = Value::Map(Vec::new());
     }
 }
 
 fn get_mut<'a>(n: &'a mut Node, key: &str) -> Option<&'a mut Node> {
     match &mut n.value {
-        Value::Map(entries) => entries.iter_mut().find(|e| e.key == key).map(|e| &mut e.value),
+        Value::Map(entries) => entries
+            .iter_mut()
+            .find(|e| e.key == key)
+            .map(|e| &mut e.value),
         _ => None,
     }
 }
 
-fn expect(s: &mut Node, key: &str, errs: &mut Vec<SchemaError>, ok: impl Fn(&Node) -> bool, wanted: &str) {
+fn expect(
+    s: &mut Node,
+    key: &str,
+    errs: &mut Vec<SchemaError>,
+    ok: impl Fn(&Node) -> bool,
+    wanted: &str,
+) {
     if let Value::Map(entries) = &mut s.value {
         entries.retain(|e| {
             if e.key != key || ok(&e.value) || e.value.tag.is_some() {
                 return true;
             }
-            errs.push(SchemaError { line: e.value.pos.line, message: format!("`{key}` must be {wanted}, not {}", e.value.kind_name()) });
+            errs.push(SchemaError {
+                line: e.value.pos.line,
+                message: format!("`{key}` must be {wanted}, not {}", e.value.kind_name()),
+            });
             false
         });
     }
 }
 
 fn expect_map(n: &mut Node, key: &str, errs: &mut Vec<SchemaError>) {
-    expect(n, key, errs, |v| matches!(v.value, Value::Map(_) | Value::Null), "a mapping");
+    expect(
+        n,
+        key,
+        errs,
+        |v| matches!(v.value, Value::Map(_) | Value::Null),
+        "a mapping",
+    );
 }
 
 /// The allowed key nearest to `key`, if it is close enough to be a typo.
@@ -242,7 +544,9 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -260,9 +564,15 @@ mod tests {
         let errs = check(&mut root);
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(errs[0].line, 7);
-        assert!(errs[0].message.contains("did you mean `networks`"), "{errs:?}");
+        assert!(
+            errs[0].message.contains("did you mean `networks`"),
+            "{errs:?}"
+        );
         assert_eq!(errs[1].line, 4);
-        assert!(errs[1].message.contains("`extra_host`") && errs[1].message.contains("`extra_hosts`"), "{errs:?}");
+        assert!(
+            errs[1].message.contains("`extra_host`") && errs[1].message.contains("`extra_hosts`"),
+            "{errs:?}"
+        );
         let web = root.get("services").unwrap().get("web").unwrap();
         assert!(web.get("extra_host").is_none());
         assert!(web.get("image").is_some() && web.get("x-mine").is_some());
@@ -274,8 +584,18 @@ mod tests {
         let mut root = parse(src, 0).unwrap();
         let errs = check(&mut root);
         let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
-        assert!(lines.contains(&5) && lines.contains(&6) && lines.contains(&9) && lines.contains(&17), "{errs:?}");
-        assert!(root.get("services").unwrap().get("a").unwrap().get("environment").is_none());
+        assert!(
+            lines.contains(&5) && lines.contains(&6) && lines.contains(&9) && lines.contains(&17),
+            "{errs:?}"
+        );
+        assert!(
+            root.get("services")
+                .unwrap()
+                .get("a")
+                .unwrap()
+                .get("environment")
+                .is_none()
+        );
     }
 
     #[test]

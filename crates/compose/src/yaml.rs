@@ -27,7 +27,13 @@ pub struct Pos {
 
 impl Pos {
     pub fn at_line(file: usize, line: usize) -> Pos {
-        Pos { file, line, col: 1, start: 0, end: 0 }
+        Pos {
+            file,
+            line,
+            col: 1,
+            start: 0,
+            end: 0,
+        }
     }
 }
 
@@ -69,7 +75,12 @@ pub struct Interpolated {
 
 impl Node {
     pub fn new(value: Value, pos: Pos) -> Node {
-        Node { value, pos, tag: None, interp: None }
+        Node {
+            value,
+            pos,
+            tag: None,
+            interp: None,
+        }
     }
     pub fn string(s: impl Into<String>, pos: Pos) -> Node {
         Node::new(Value::String(s.into()), pos)
@@ -135,7 +146,10 @@ pub fn parse(text: &str, file: usize) -> Result<Node, YamlError> {
     let mut value: serde_norway::Value = match serde_norway::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let (mut line, mut col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+            let (mut line, mut col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
             let message = clean_serde_message(&e.to_string());
             // serde_norway places a duplicate key at its mapping: point at the second key instead
             if message.starts_with("duplicate entry")
@@ -145,15 +159,33 @@ pub fn parse(text: &str, file: usize) -> Result<Node, YamlError> {
                 line = span.start.line();
                 col = span.start.col() + 1;
             }
-            return Err(YamlError { line: line.max(1), col: col.max(1), message });
+            return Err(YamlError {
+                line: line.max(1),
+                col: col.max(1),
+                message,
+            });
         }
     };
     let marked = marked_tree(text);
     if let Err(e) = value.apply_merge() {
-        let line = marked.as_ref().ok().and_then(first_merge_key_line).unwrap_or(1);
-        return Err(YamlError { line, col: 1, message: format!("merge key `<<`: {e}") });
+        let line = marked
+            .as_ref()
+            .ok()
+            .and_then(first_merge_key_line)
+            .unwrap_or(1);
+        return Err(YamlError {
+            line,
+            col: 1,
+            message: format!("merge key `<<`: {e}"),
+        });
     }
-    let root_pos = Pos { file, line: 1, col: 1, start: 0, end: 0 };
+    let root_pos = Pos {
+        file,
+        line: 1,
+        col: 1,
+        start: 0,
+        end: 0,
+    };
     let m = marked.as_ref().ok();
     Ok(zip(value, m, file, root_pos))
 }
@@ -171,15 +203,26 @@ fn clean_serde_message(m: &str) -> String {
 
 #[derive(Debug, Clone)]
 enum Marked {
-    Scalar { text: String, span: Span },
-    Seq { items: Vec<Marked>, span: Span },
-    Map { entries: Vec<(Marked, Marked)>, span: Span },
+    Scalar {
+        text: String,
+        span: Span,
+    },
+    Seq {
+        items: Vec<Marked>,
+        span: Span,
+    },
+    Map {
+        entries: Vec<(Marked, Marked)>,
+        span: Span,
+    },
 }
 
 impl Marked {
     fn span(&self) -> Span {
         match self {
-            Marked::Scalar { span, .. } | Marked::Seq { span, .. } | Marked::Map { span, .. } => *span,
+            Marked::Scalar { span, .. } | Marked::Seq { span, .. } | Marked::Map { span, .. } => {
+                *span
+            }
         }
     }
     fn scalar(&self) -> Option<&str> {
@@ -202,9 +245,13 @@ fn marked_tree(text: &str) -> Result<Marked, String> {
     for ev in Parser::new_from_str(text) {
         let (ev, span) = ev.map_err(|e| e.to_string())?;
         let done: Option<(Marked, usize)> = match ev {
-            Event::Scalar(s, _, anchor, _) => {
-                Some((Marked::Scalar { text: s.into_owned(), span }, anchor))
-            }
+            Event::Scalar(s, _, anchor, _) => Some((
+                Marked::Scalar {
+                    text: s.into_owned(),
+                    span,
+                },
+                anchor,
+            )),
             Event::Alias(id) => match anchors.get(&id) {
                 Some(m) => Some((m.clone(), 0)),
                 None => return Err(format!("unknown alias {id}")),
@@ -218,11 +265,19 @@ fn marked_tree(text: &str) -> Result<Marked, String> {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq(items, start, anchor)) => Some((Marked::Seq { items, span: start }, anchor)),
+                Some(Frame::Seq(items, start, anchor)) => {
+                    Some((Marked::Seq { items, span: start }, anchor))
+                }
                 _ => return Err("unbalanced sequence".into()),
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map(entries, _, start, anchor)) => Some((Marked::Map { entries, span: start }, anchor)),
+                Some(Frame::Map(entries, _, start, anchor)) => Some((
+                    Marked::Map {
+                        entries,
+                        span: start,
+                    },
+                    anchor,
+                )),
                 _ => return Err("unbalanced mapping".into()),
             },
             Event::DocumentEnd => {
@@ -285,8 +340,13 @@ fn first_merge_key_line(m: &Marked) -> Option<usize> {
 
 /// The entry of `m` for `key`: its own keys first, then its `<<:` sources in order.
 fn lookup<'a>(m: &'a Marked, key: &str) -> Option<(&'a Marked, &'a Marked)> {
-    let Marked::Map { entries, .. } = m else { return None };
-    if let Some((k, v)) = entries.iter().find(|(k, _)| k.scalar().is_some_and(|s| key_matches(s, key))) {
+    let Marked::Map { entries, .. } = m else {
+        return None;
+    };
+    if let Some((k, v)) = entries
+        .iter()
+        .find(|(k, _)| k.scalar().is_some_and(|s| key_matches(s, key)))
+    {
         return Some((k, v));
     }
     for (k, v) in entries {
@@ -313,11 +373,19 @@ fn lookup<'a>(m: &'a Marked, key: &str) -> Option<(&'a Marked, &'a Marked)> {
 }
 
 fn key_matches(written: &str, key: &str) -> bool {
-    written == key || (key == "null" && (written == "~" || written.is_empty())) || written.eq_ignore_ascii_case(key) && matches!(key, "true" | "false" | "null")
+    written == key
+        || (key == "null" && (written == "~" || written.is_empty()))
+        || written.eq_ignore_ascii_case(key) && matches!(key, "true" | "false" | "null")
 }
 
 fn pos_of(span: Span, file: usize) -> Pos {
-    Pos { file, line: span.start.line(), col: span.start.col() + 1, start: span.start.index(), end: span.end.index() }
+    Pos {
+        file,
+        line: span.start.line(),
+        col: span.start.col() + 1,
+        start: span.start.index(),
+        end: span.end.index(),
+    }
 }
 
 fn key_string(k: &serde_norway::Value) -> String {
@@ -328,7 +396,10 @@ fn key_string(k: &serde_norway::Value) -> String {
         V::Bool(b) => b.to_string(),
         V::Null => "null".to_string(),
         V::Tagged(t) => key_string(&t.value),
-        V::Sequence(_) | V::Mapping(_) => serde_norway::to_string(k).unwrap_or_default().trim().to_string(),
+        V::Sequence(_) | V::Mapping(_) => serde_norway::to_string(k)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -359,7 +430,11 @@ fn zip(v: serde_norway::Value, m: Option<&Marked>, file: usize, fallback: Pos) -
                 let found = m.and_then(|m| lookup(m, &key));
                 let key_pos = found.map(|(mk, _)| pos_of(mk.span(), file)).unwrap_or(pos);
                 let value = zip(val, found.map(|(_, mv)| mv), file, key_pos);
-                entries.push(Entry { key, key_pos, value });
+                entries.push(Entry {
+                    key,
+                    key_pos,
+                    value,
+                });
             }
             Node::new(Value::Map(entries), pos)
         }
@@ -392,10 +467,27 @@ mod tests {
         let src = "services:\n  web:\n    image: x\n    environment:\n      - A=1\n      - B=2\n    command: |\n      run\n      more\n";
         let root = parse(src, 0).unwrap();
         assert_eq!(line_of(&root, &["services", "web"]), 3);
-        assert_eq!(root.get("services").unwrap().entry("web").unwrap().key_pos.line, 2);
+        assert_eq!(
+            root.get("services")
+                .unwrap()
+                .entry("web")
+                .unwrap()
+                .key_pos
+                .line,
+            2
+        );
         assert_eq!(line_of(&root, &["services", "web", "environment", "1"]), 6);
         assert_eq!(line_of(&root, &["services", "web", "command"]), 8);
-        assert_eq!(root.get("services").unwrap().get("web").unwrap().get("command").unwrap().as_str(), Some("run\nmore\n"));
+        assert_eq!(
+            root.get("services")
+                .unwrap()
+                .get("web")
+                .unwrap()
+                .get("command")
+                .unwrap()
+                .as_str(),
+            Some("run\nmore\n")
+        );
     }
 
     #[test]
@@ -436,6 +528,9 @@ mod tests {
         let root = parse("1: one\ntrue: yes\nmtu: 1400\n", 0).unwrap();
         assert_eq!(root.entry("1").unwrap().key_pos.line, 1);
         assert_eq!(root.entry("true").unwrap().key_pos.line, 2);
-        assert_eq!(root.get("mtu").unwrap().scalar_text().as_deref(), Some("1400"));
+        assert_eq!(
+            root.get("mtu").unwrap().scalar_text().as_deref(),
+            Some("1400")
+        );
     }
 }
