@@ -13,6 +13,7 @@ PKGS=(
   tshark tcpdump     # reading pcapng written by `hostreach trace`
   hyperfine          # benchmarks (BENCHMARKS.md)
   redis-server       # a real service bound to 127.0.0.1 for LOOPBACK_ONLY_BIND tests
+  dnsmasq-base       # the lab's own DNS server (no service, started by lab/up.sh)
 )
 
 missing=()
@@ -25,12 +26,27 @@ if ((${#missing[@]})); then
   apt-get update -qq
   # tshark asks whether non-root users may capture: answer no, non-interactively.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+  # Packages must not start services in the machine's own namespace: docker.io's
+  # init script would create docker0 and iptables rules there, redis-server would
+  # listen on the machine. policy-rc.d exit 101 = "no service starts" (Debian policy).
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  [ "$rc" = 0 ] || exit "$rc"
 
-# Debian's redis-server package starts a server in the root namespace when
-# installed under systemd; no systemd here, but make sure none is left running.
-pkill -x redis-server 2>/dev/null || true
+  # Belt and braces: a redis-server the package started anyway (root namespace only;
+  # redis servers the lab or its tests run live in the lab namespace and stay).
+  root_ns=$(readlink /proc/1/ns/net)
+  for pid in $(pgrep -x redis-server || true); do
+    if [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$root_ns" ]; then kill "$pid" 2>/dev/null || true; fi
+  done
+fi
 
 # tracefs: the kernel's drop reasons (skb:kfree_skb) are read from it.
 if [ ! -d /sys/kernel/tracing/events ] && ! mountpoint -q /sys/kernel/tracing; then
