@@ -38,6 +38,8 @@ pub enum Format {
 pub enum Command {
     /// Can this container reach this target, and if not, where and why, and the fix.
     Doctor(DoctorArgs),
+    /// Serve a host service on a container's own localhost, without a sidecar (Ctrl-C stops it).
+    Relay(crate::relay_cmd::RelayArgs),
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod cli;
 mod doctor;
 mod exit;
+mod relay_cmd;
 mod render;
 
 use clap::Parser;
@@ -58,6 +59,7 @@ fn run(cli: Cli) -> i32 {
         }
     };
     match &cli.command {
+        Command::Relay(args) => relay_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Doctor(args) => match rt.block_on(doctor::run(args, cli.docker_host.as_deref())) {
             Ok(out) => {
                 print_report(cli.format, &out.report);
