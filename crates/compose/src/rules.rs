@@ -815,7 +815,12 @@ fn gateway_meaning(
             (
                 Severity::Error,
                 format!(
-                    "no interface of this host owns {ip} (docker0 is absent or has another address): the packets leave by the default route, if any, and the connection times out or reaches another machine"
+                    "no interface of this host owns {ip} ({}): the packets leave by the default route, if any, and the connection times out or reaches another machine",
+                    if *ip == IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1)) {
+                        "docker0 is absent or has another address"
+                    } else {
+                        "no Docker bridge has it: the network it was the gateway of is gone or got another subnet"
+                    }
                 ),
             )
         }
@@ -1325,6 +1330,11 @@ fn mtu_unset(
                 format!("{ind}  driver_opts:"),
                 format!("{ind}    {MTU_OPT}: \"{}\"", eg.mtu),
             ],
+            (None, None) if p.root.get("networks").is_some() => vec![
+                format!("  {net}:"),
+                "    driver_opts:".into(),
+                format!("      {MTU_OPT}: \"{}\"", eg.mtu),
+            ],
             (None, None) => vec![
                 "networks:".into(),
                 format!("  {net}:"),
@@ -1332,13 +1342,18 @@ fn mtu_unset(
                 format!("      {MTU_OPT}: \"{}\"", eg.mtu),
             ],
         };
-        let where_ = match decl {
-            Some(d) => format!(
+        let where_ = match (decl, p.root.entry("networks")) {
+            (Some(d), _) => format!(
                 "under network {net} ({} line {})",
                 p.path(d.key_pos),
                 d.key_pos.line
             ),
-            None => format!(
+            (None, Some(top)) => format!(
+                "under the top-level `networks:` ({} line {})",
+                p.path(top.key_pos),
+                top.key_pos.line
+            ),
+            (None, None) => format!(
                 "at the top level of {}",
                 p.files().first().cloned().unwrap_or_default()
             ),

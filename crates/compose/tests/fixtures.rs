@@ -390,8 +390,36 @@ fn mtu_unset_needs_an_egress_below_1500() {
         .iter()
         .find(|f| f.network.as_deref() == Some("default"))
         .unwrap();
+    // the file has a top-level `networks:` (line 12): the entry goes under it
+    assert!(
+        default.fix[0]
+            .summary
+            .contains("top-level `networks:` (compose.yaml line 12)"),
+        "{:?}",
+        default.fix
+    );
     assert_eq!(
-        fix_lines(default)[..4],
+        default.fix[0].commands,
+        [
+            "  default:",
+            "    driver_opts:",
+            "      com.docker.network.driver.mtu: \"1400\""
+        ]
+        .map(String::from)
+    );
+    // a file without one gets the whole block
+    let r = lint_with(
+        "override",
+        Options::default(),
+        &HostFacts::from_netns(host(1400, true), None),
+    );
+    let d = r.findings.iter().find(|f| f.code == MtuUnset).unwrap();
+    assert_eq!(
+        (d.file.as_str(), d.line, d.network.as_deref()),
+        ("compose.yaml", 2, Some("default"))
+    );
+    assert_eq!(
+        d.fix[0].commands,
         [
             "networks:",
             "  default:",
