@@ -1,0 +1,193 @@
+//! `hostreach firewall explain`: which rule, in which backend, decides one packet.
+
+use crate::cli::Format;
+use crate::exit;
+use clap::{Args, Subcommand, ValueEnum};
+use hostreach_firewall::{CtState, Decision, Packet, PathKind, Proto, Rulesets};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct FirewallArgs {
+    #[command(subcommand)]
+    pub command: FirewallCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FirewallCommand {
+    /// Which rule, in which backend, decides one packet (this host's live rules, or saved ones).
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The interface the packet comes in on (docker0, br-1a2b3c4d5e6f).
+    #[arg(long = "in", value_name = "IFACE")]
+    pub iif: String,
+    /// The interface it leaves by, on the forwarding path (evaluates -o / oifname matches there).
+    #[arg(long = "out", value_name = "IFACE")]
+    pub oif: Option<String>,
+    #[arg(long, value_name = "IP")]
+    pub src: IpAddr,
+    #[arg(long, value_name = "IP")]
+    pub dst: IpAddr,
+    #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
+    pub proto: ProtoArg,
+    /// Destination port (tcp and udp).
+    #[arg(long, value_name = "N")]
+    pub dport: Option<u16>,
+    /// Source port; without it, source-port matches are reported as not evaluable.
+    #[arg(long, value_name = "N")]
+    pub sport: Option<u16>,
+    /// ICMP type for --proto icmp (default: echo-request).
+    #[arg(long, value_name = "N")]
+    pub icmp_type: Option<u8>,
+    /// Conntrack state of the packet (a connection's first packet is new).
+    #[arg(long, value_enum, default_value_t = StateArg::New)]
+    pub state: StateArg,
+    /// iptables-save (or ip6tables-save) output to evaluate instead of the live rules; may be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub iptables_save: Vec<PathBuf>,
+    /// `nft -j list ruleset` output to evaluate instead of the live rules.
+    #[arg(long, value_name = "FILE")]
+    pub nft_json: Option<PathBuf>,
+    /// input (local delivery) or forward; default: input when this host owns --dst, forward otherwise.
+    #[arg(long, value_enum)]
+    pub path: Option<PathArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtoArg {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PathArg {
+    Input,
+    Forward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    New,
+    Established,
+    Related,
+    Invalid,
+}
+
+pub fn run(args: &FirewallArgs, format: Format) -> i32 {
+    match &args.command {
+        FirewallCommand::Explain(a) => match explain(a) {
+            Ok(e) => {
+                print(format, &e);
+                match e.decision {
+                    Decision::Accept => exit::OK,
+                    _ => exit::DIAGNOSED,
+                }
+            }
+            Err(f) => {
+                exit::print_line(&f.message);
+                f.code
+            }
+        },
+    }
+}
+
+fn print(format: Format, e: &hostreach_firewall::Explanation) {
+    match format {
+        Format::Json => {
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, e);
+            let _ = writeln!(out);
+        }
+        Format::Text => {
+            let mut out = anstream::stdout();
+            let _ = write!(out, "{}", hostreach_firewall::text::render(e));
+        }
+    }
+}
+
+fn read_file(p: &PathBuf) -> Result<String, exit::Failure> {
+    std::fs::read(p)
+        .map_err(|e| exit::Failure::usage(format!("cannot read {}: {e}", p.display())))
+        .and_then(|b| String::from_utf8(b).map_err(|_| exit::Failure::usage(format!("{}: not UTF-8 text", p.display()))))
+}
+
+fn explain(a: &ExplainArgs) -> Result<hostreach_firewall::Explanation, exit::Failure> {
+    let proto = match a.proto {
+        ProtoArg::Tcp => Proto::Tcp,
+        ProtoArg::Udp => Proto::Udp,
+        ProtoArg::Icmp => Proto::Icmp,
+    };
+    if proto.has_ports() && a.dport.is_none() {
+        return Err(exit::Failure::usage(format!("--proto {proto} needs --dport N")));
+    }
+    if a.src.is_ipv4() != a.dst.is_ipv4() {
+        return Err(exit::Failure::usage("--src and --dst must be of the same family (both IPv4 or both IPv6)"));
+    }
+    if a.iif.is_empty() || a.iif.len() > 15 {
+        return Err(exit::Failure::usage(format!("--in {:?} is not an interface name", a.iif)));
+    }
+    // The rules: files, or this host's live ones.
+    let (rules, mut notes) = if !a.iptables_save.is_empty() || a.nft_json.is_some() {
+        let texts: Vec<(String, String)> = a.iptables_save.iter().map(|p| Ok((p.display().to_string(), read_file(p)?))).collect::<Result<_, exit::Failure>>()?;
+        let nft = match &a.nft_json {
+            Some(p) => Some((p.display().to_string(), read_file(p)?)),
+            None => None,
+        };
+        let rs = Rulesets::from_texts(texts.iter().map(|(n, t)| (n.as_str(), t.as_str())), nft.as_ref().map(|(n, t)| (n.as_str(), t.as_str())))
+            .map_err(|e| exit::Failure::usage(e.to_string()))?;
+        (rs, Vec::new())
+    } else {
+        let live = hostreach_collect::firewall::read_live().map_err(exit::Failure::from_collect)?;
+        let mut notes = Vec::new();
+        if let Some(g) = live.gaps() {
+            notes.push(format!("partial answer: {g}"));
+        }
+        let rs = Rulesets::from_texts(
+            live.iptables.iter().map(|c| (c.tool.as_str(), c.text.as_str())),
+            live.nft_json.as_ref().map(|c| (c.tool.as_str(), c.text.as_str())),
+        )
+        .map_err(|e| exit::Failure::cannot(format!("the live rules could not be parsed: {e} (please report it)")))?;
+        (rs, notes)
+    };
+    // The path: given, or from this host's addresses.
+    let local: Option<Vec<IpAddr>> = match hostreach_collect::netlink::read_current() {
+        Ok(f) => Some(f.addresses.iter().map(|a| a.address).collect()),
+        Err(e) => {
+            if a.path.is_none() {
+                return Err(exit::Failure::cannot(format!("cannot tell whether this host owns {} (give --path input|forward): {e}", a.dst)));
+            }
+            None
+        }
+    };
+    let path = match a.path {
+        Some(PathArg::Input) => PathKind::Input,
+        Some(PathArg::Forward) => PathKind::Forward,
+        None => {
+            let owns = local.as_ref().is_some_and(|l| l.contains(&a.dst)) || a.dst.is_loopback();
+            if owns { PathKind::Input } else { PathKind::Forward }
+        }
+    };
+    let mut pkt = Packet::new(a.iif.clone(), a.src, a.dst, proto, a.dport, path);
+    pkt.oif = a.oif.clone();
+    pkt.sport = a.sport;
+    pkt.icmp_type = a.icmp_type;
+    pkt.ct_state = match a.state {
+        StateArg::New => CtState::New,
+        StateArg::Established => CtState::Established,
+        StateArg::Related => CtState::Related,
+        StateArg::Invalid => CtState::Invalid,
+    };
+    // Saved rules of another host: this host's addresses say nothing about it.
+    if a.path.is_none() || (a.iptables_save.is_empty() && a.nft_json.is_none()) {
+        pkt.local_addresses = local;
+    }
+    let mut e = hostreach_firewall::explain(&rules, &pkt);
+    notes.append(&mut e.notes);
+    e.notes = notes;
+    Ok(e)
+}

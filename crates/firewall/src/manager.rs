@@ -1,0 +1,419 @@
+//! Who manages the rules (UFW, firewalld, Docker's own chains, nobody) and the fix in their
+//! language. Every fix that changes rules is applied to a copy of the model and the packet is
+//! walked again: a fix is `verified` only when that walk accepts the packet.
+
+use crate::eval::{self, Decider, Decision};
+use crate::ir::{self, Backend, Field, Stmt, Table, Test, Val, Verdict};
+use crate::packet::{Packet, PathKind};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Manager {
+    Ufw,
+    Firewalld,
+    Docker,
+    /// Rules written by hand or by a tool hostreach does not recognise.
+    Plain,
+}
+
+impl Manager {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Manager::Ufw => "ufw",
+            Manager::Firewalld => "firewalld",
+            Manager::Docker => "docker",
+            Manager::Plain => "plain",
+        }
+    }
+}
+
+/// A manager found in the rules, with what gave it away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detected {
+    pub manager: Manager,
+    /// `20.10`, `28`, `29-nftables` for Docker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub backend: Backend,
+    pub evidence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fix {
+    pub summary: String,
+    /// Exact commands, one per entry (lines starting with `#` are alternatives or remarks).
+    pub commands: Vec<String>,
+    /// Applied to a copy of the rules, the packet is then accepted.
+    pub verified: bool,
+}
+
+impl Fix {
+    fn new(summary: impl Into<String>, commands: Vec<String>) -> Fix {
+        Fix { summary: summary.into(), commands, verified: false }
+    }
+}
+
+/// Finds UFW, firewalld and Docker (by version) in the rules.
+pub fn detect(tables: &[Table]) -> Vec<Detected> {
+    let mut out: Vec<Detected> = Vec::new();
+    let mut push = |d: Detected| {
+        if !out.iter().any(|o| o.manager == d.manager && o.version == d.version) {
+            out.push(d);
+        }
+    };
+    for t in tables {
+        let has = |n: &str| t.chain(n).is_some();
+        if t.backend.is_iptables() {
+            let ufw: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).filter(|n| n.starts_with("ufw-") || n.starts_with("ufw6-")).collect();
+            if !ufw.is_empty() {
+                push(Detected {
+                    manager: Manager::Ufw,
+                    version: None,
+                    backend: t.backend,
+                    evidence: format!("chains {}", ufw.iter().take(3).copied().collect::<Vec<_>>().join(", ")),
+                });
+            }
+            if has("INPUT_ZONES") || has("INPUT_direct") || t.chains.iter().any(|c| c.name.starts_with("IN_") && c.name.ends_with("_allow")) {
+                push(Detected { manager: Manager::Firewalld, version: None, backend: t.backend, evidence: "iptables chains INPUT_ZONES / IN_<zone>".into() });
+            }
+            if t.name == "filter" || t.name == "raw" {
+                if has("DOCKER-FORWARD") || has("DOCKER-BRIDGE") || has("DOCKER-CT") {
+                    push(Detected {
+                        manager: Manager::Docker,
+                        version: Some("28".into()),
+                        backend: t.backend,
+                        evidence: "chains DOCKER-FORWARD, DOCKER-BRIDGE, DOCKER-CT (Docker 28 and later)".into(),
+                    });
+                } else if has("DOCKER-ISOLATION-STAGE-1") {
+                    push(Detected {
+                        manager: Manager::Docker,
+                        version: Some("20.10".into()),
+                        backend: t.backend,
+                        evidence: "chains DOCKER-ISOLATION-STAGE-1/2 (Docker 20.10 to 27)".into(),
+                    });
+                }
+            }
+        } else {
+            if t.name == "firewalld" {
+                push(Detected { manager: Manager::Firewalld, version: None, backend: t.backend, evidence: format!("table {} firewalld", t.family.as_str()) });
+            }
+            if t.name == "docker-bridges" {
+                push(Detected {
+                    manager: Manager::Docker,
+                    version: Some("29-nftables".into()),
+                    backend: t.backend,
+                    evidence: format!("table {} docker-bridges (Docker 29 nftables firewall backend; no DOCKER-USER chain)", t.family.as_str()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Who owns the deciding rule.
+pub fn owner(d: &Decider, detected: &[Detected]) -> Manager {
+    let chain = d.chain.as_str();
+    if chain.starts_with("ufw-") || chain.starts_with("ufw6-") {
+        return Manager::Ufw;
+    }
+    if d.backend == Backend::Nftables && d.table == "firewalld" {
+        return Manager::Firewalld;
+    }
+    if d.backend == Backend::Nftables && d.table == "docker-bridges" {
+        return Manager::Docker;
+    }
+    if chain.starts_with("DOCKER") {
+        return Manager::Docker;
+    }
+    if d.backend.is_iptables() && (chain.ends_with("_ZONES") || chain.starts_with("IN_") || chain.ends_with("_direct")) {
+        return Manager::Firewalld;
+    }
+    if d.backend.is_iptables() && d.policy && d.table == "filter" {
+        // UFW sets the INPUT/FORWARD policy (DEFAULT_INPUT_POLICY): the policy is its "deny incoming".
+        if let Some(u) = detected.iter().find(|x| x.manager == Manager::Ufw) {
+            if u.backend == d.backend {
+                return Manager::Ufw;
+            }
+        }
+    }
+    if d.backend.is_iptables() && d.raw_docker_drop() {
+        return Manager::Docker;
+    }
+    Manager::Plain
+}
+
+impl Decider {
+    /// Docker 28's raw PREROUTING drops for unpublished ports carry no Docker chain name.
+    fn raw_docker_drop(&self) -> bool {
+        self.table == "raw" && self.chain == "PREROUTING" && !self.policy && self.rule.contains("-j DROP") && self.rule.contains(" -d ") && self.rule.contains("! -i ")
+    }
+}
+
+fn proto_word(p: &Packet) -> &'static str {
+    p.proto.as_str()
+}
+
+/// A rule accepting the packet's ingress interface, protocol and port.
+fn accept_rule(p: &Packet, text: String, nft: bool) -> ir::Rule {
+    let v6 = p.is_v6();
+    let mut stmts = vec![Stmt::Test(Test::Match { key: vec![Field::Iif], neg: false, any: vec![vec![Val::Iface { name: p.iif.clone(), wildcard: false }]] })];
+    stmts.push(Stmt::Test(Test::Match { key: vec![Field::L4Proto], neg: false, any: vec![vec![Val::num(p.proto.number(v6) as u64)]] }));
+    if let (true, Some(port)) = (p.proto.has_ports(), p.dport) {
+        stmts.push(Stmt::Test(Test::Match { key: vec![Field::Dport(Some(p.proto.number(v6)))], neg: false, any: vec![vec![Val::num(port as u64)]] }));
+    }
+    stmts.push(Stmt::Verdict(Verdict::Accept));
+    let _ = nft;
+    ir::Rule { stmts, text, line: None, handle: None, counters: None }
+}
+
+fn ipt_match(p: &Packet) -> String {
+    let mut s = format!("-i {} -p {}", p.iif, proto_word(p));
+    if let (true, Some(port)) = (p.proto.has_ports(), p.dport) {
+        s.push_str(&format!(" --dport {port}"));
+    }
+    s
+}
+
+fn nft_match(p: &Packet) -> String {
+    let mut s = format!("iifname \"{}\"", p.iif);
+    match (p.proto.has_ports(), p.dport) {
+        (true, Some(port)) => s.push_str(&format!(" {} dport {port}", proto_word(p))),
+        _ => s.push_str(&format!(" meta l4proto {}", if p.is_v6() && p.proto == crate::Proto::Icmp { "ipv6-icmp" } else { proto_word(p) })),
+    }
+    s
+}
+
+/// A proposed change: the fix text, and where its rule goes in the model (table, chain, position).
+struct Change {
+    fix: Fix,
+    insert: Option<(usize, String, usize, ir::Rule)>,
+}
+
+fn firewalld_zone(walk: &[eval::Step]) -> Option<String> {
+    for s in walk {
+        if s.table == "firewalld" || s.chain.starts_with("IN_") {
+            let c = s.chain.as_str();
+            let rest = c.strip_prefix("filter_IN_").or_else(|| c.strip_prefix("IN_"));
+            if let Some(rest) = rest {
+                let zone = ["_pre", "_log", "_deny", "_allow", "_post"].iter().fold(rest.to_string(), |z, suf| z.strip_suffix(suf).map(str::to_string).unwrap_or(z));
+                if !zone.is_empty() {
+                    return Some(zone);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &[eval::Step], path: PathKind) -> Vec<Change> {
+    let v6 = p.is_v6();
+    let ipt = if v6 { "ip6tables" } else { "iptables" };
+    let proto = proto_word(p);
+    let port = p.dport.map(|x| x.to_string()).unwrap_or_else(|| "PORT".into());
+    let ti = d.table_idx;
+    let table = &tables[ti];
+    let tflag = if d.table == "filter" { String::new() } else { format!("-t {} ", d.table) };
+    let mut out = Vec::new();
+    let plain_ipt = |pos: usize| -> Change {
+        let text = format!("{tflag}-I {} {pos} {} -j ACCEPT", d.base_chain, ipt_match(p));
+        let rule = accept_rule(p, text.clone(), false);
+        Change {
+            fix: Fix::new(
+                format!(
+                    "Accept {} port {port} from {} in {} {} ({}), before the rule that {}s it{}",
+                    proto,
+                    p.iif,
+                    d.table,
+                    d.base_chain,
+                    d.backend,
+                    if d.policy { "policy drop" } else { "drop" },
+                    if path == PathKind::Input { "; container-to-host traffic is delivered locally, so INPUT decides" } else { "" }
+                ),
+                vec![format!("sudo {ipt} {text}")],
+            ),
+            insert: Some((ti, d.base_chain.clone(), pos - 1, rule)),
+        }
+    };
+    match (owner, path) {
+        (Manager::Ufw, PathKind::Input) => {
+            let mut cmds = vec![format!("sudo ufw allow in on {} to any port {port} proto {proto}", p.iif)];
+            if let Some(net) = &p.src_network {
+                cmds.push(format!("# or, for the whole network: sudo ufw allow from {net} to any port {port} proto {proto}"));
+            }
+            let chain = if v6 { "ufw6-user-input" } else { "ufw-user-input" };
+            let (cti, cname) = match table.chain(chain) {
+                Some(_) => (ti, chain.to_string()),
+                None => (ti, d.base_chain.clone()),
+            };
+            out.push(Change {
+                fix: Fix::new(
+                    format!(
+                        "UFW's deny incoming drops it in INPUT: allow the port in on {} (an INPUT rule). `ufw route allow` and DEFAULT_FORWARD_POLICY only change FORWARD, which container-to-host packets never cross{}",
+                        p.iif,
+                        if p.iif.starts_with("br-") { "; a compose network's br-<id> name changes when the network is recreated: pin it with com.docker.network.bridge.name or allow its subnet" } else { "" }
+                    ),
+                    cmds,
+                ),
+                insert: Some((cti, cname, 0, accept_rule(p, format!("-A {chain} {} -j ACCEPT", ipt_match(p)), false))),
+            });
+        }
+        (Manager::Ufw, PathKind::Forward) => {
+            let out_if = p.oif.clone().unwrap_or_else(|| "OUT-IFACE".into());
+            out.push(Change {
+                fix: Fix::new(
+                    "UFW drops it in FORWARD: a route rule allows forwarded traffic",
+                    vec![format!("sudo ufw route allow in on {} out on {out_if} to any port {port} proto {proto}", p.iif)],
+                ),
+                insert: table.chain("ufw-user-forward").map(|_| (ti, "ufw-user-forward".to_string(), 0, accept_rule(p, format!("-A ufw-user-forward {} -j ACCEPT", ipt_match(p)), false))),
+            });
+        }
+        (Manager::Firewalld, _) => {
+            let zone = firewalld_zone(walk);
+            let zone_arg = zone.clone().unwrap_or_else(|| format!("$(firewall-cmd --get-zone-of-interface={})", p.iif));
+            let mut summary = format!(
+                "firewalld drops it in zone {}: open the port in that zone{}",
+                zone.as_deref().unwrap_or("of the interface"),
+                if zone.as_deref() != Some("docker") {
+                    format!(" (Docker normally puts its bridges in zone `docker`, target ACCEPT; {} is not there)", p.iif)
+                } else {
+                    String::new()
+                }
+            );
+            if path == PathKind::Forward {
+                summary.push_str("; for forwarded traffic a policy (firewall-cmd --new-policy) decides");
+            }
+            let cmds = vec![
+                format!("sudo firewall-cmd --zone={zone_arg} --add-port={port}/{proto} --permanent"),
+                "sudo firewall-cmd --reload".to_string(),
+                format!("# or trust the bridge: sudo firewall-cmd --zone=docker --change-interface={} --permanent", p.iif),
+            ];
+            let insert = zone.as_ref().and_then(|z| {
+                let cname = [format!("filter_IN_{z}_allow"), format!("IN_{z}_allow")].into_iter().find(|c| table.chain(c).is_some())?;
+                Some((ti, cname.clone(), 0, accept_rule(p, format!("add rule {} {} {cname} {} accept", table.family.as_str(), table.name, nft_match(p)), true)))
+            });
+            out.push(Change { fix: Fix::new(summary, cmds), insert });
+        }
+        (Manager::Docker, _) if d.raw_docker_drop() || (d.table == "raw" && d.chain == "PREROUTING") => {
+            out.push(Change {
+                fix: Fix::new(
+                    "Docker 28+ drops packets for a container's unpublished port in raw PREROUTING, before nat and DOCKER-USER, so no DOCKER-USER rule can reopen it: publish the port (docker run -p / compose `ports:`), or choose the network's gateway mode (com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected or routed)",
+                    vec![format!("docker run -p {port}:{port}/{proto} ...")],
+                ),
+                insert: None,
+            });
+        }
+        (Manager::Docker, _) if d.backend == Backend::Nftables => {
+            out.push(Change {
+                fix: Fix::new(
+                    "Docker 29's nftables backend has no DOCKER-USER chain, and an accept in another table does not override its drop: mark the packet in a base chain of your own that runs first, and start dockerd with --bridge-accept-fwmark",
+                    vec![
+                        format!("sudo nft add table inet hostreach-allow"),
+                        format!("sudo nft 'add chain inet hostreach-allow fwd {{ type filter hook forward priority filter - 1; }}'"),
+                        format!("sudo nft add rule inet hostreach-allow fwd {} meta mark set 0x1", nft_match(p)),
+                        "dockerd --bridge-accept-fwmark=0x1  (or \"bridge-accept-fwmark\": \"0x1\" in daemon.json)".to_string(),
+                    ],
+                ),
+                insert: None,
+            });
+        }
+        (_, PathKind::Forward) if d.backend.is_iptables() && d.table == "filter" && table.chain("DOCKER-USER").is_some() => {
+            let out_if = p.oif.as_ref().map(|o| format!(" -o {o}")).unwrap_or_default();
+            let text = format!("-I DOCKER-USER -i {}{out_if} -p {proto}{} -j ACCEPT", p.iif, p.dport.map(|x| format!(" --dport {x}")).unwrap_or_default());
+            out.push(Change {
+                fix: Fix::new("Forwarded traffic: DOCKER-USER is the place for your own rules (Docker jumps to it first from FORWARD and never rewrites it)", vec![format!("sudo {ipt} {text}")]),
+                insert: Some((ti, "DOCKER-USER".into(), 0, accept_rule(p, text, false))),
+            });
+        }
+        (_, _) if d.backend.is_iptables() => {
+            let pos = if d.chain == d.base_chain && !d.policy { d.rule_idx.map(|i| i + 1).unwrap_or(1) } else { 1 };
+            out.push(plain_ipt(pos));
+        }
+        (_, _) => {
+            let fam = table.family.as_str();
+            let (cmd, pos) = match (d.chain == d.base_chain && !d.policy, d.handle) {
+                (true, Some(h)) => (format!("sudo nft insert rule {fam} {} {} position {h} {} accept", table.name, d.base_chain, nft_match(p)), d.rule_idx.unwrap_or(0)),
+                _ => (format!("sudo nft insert rule {fam} {} {} {} accept", table.name, d.base_chain, nft_match(p)), 0),
+            };
+            out.push(Change {
+                fix: Fix::new(
+                    format!(
+                        "Accept {proto} port {port} from {} in {fam} {} {} (nftables), before the rule that drops it; an accept ends only its own base chain, so a drop in another base chain on the same hook still wins",
+                        p.iif, table.name, d.base_chain
+                    ),
+                    vec![cmd.clone()],
+                ),
+                insert: Some((ti, d.base_chain.clone(), pos, accept_rule(p, cmd, true))),
+            });
+        }
+    }
+    out
+}
+
+/// Fixes for a dropped or rejected packet, each verified by walking the packet again with it applied.
+pub fn fixes(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: &[Detected]) -> (Vec<Fix>, Vec<String>) {
+    let mut fixes = Vec::new();
+    let mut notes = Vec::new();
+    if !matches!(outcome.decision, Decision::Drop | Decision::Reject) {
+        return (fixes, notes);
+    }
+    let Some(first) = outcome.decider.clone() else { return (fixes, notes) };
+    let mut model: Option<Vec<Table>> = None;
+    let mut d = first;
+    let mut walk = outcome.walk.clone();
+    let mut path = outcome.path;
+    for round in 0..4 {
+        let cur: &[Table] = model.as_deref().unwrap_or(tables);
+        let own = owner(&d, detected);
+        let changes = change_for(cur, &d, own, pkt, &walk, path);
+        let mut applied = false;
+        let mut m = model.take().unwrap_or_else(|| tables.to_vec());
+        let mut round_fixes = Vec::new();
+        for c in changes {
+            if let Some((ti, chain, pos, rule)) = c.insert {
+                if let Some(ci) = m[ti].chain_idx(&chain) {
+                    let rules = &mut m[ti].chains[ci].rules;
+                    rules.insert(pos.min(rules.len()), rule);
+                    applied = true;
+                }
+            }
+            round_fixes.push(c.fix);
+        }
+        fixes.extend(round_fixes);
+        if !applied {
+            break;
+        }
+        let o = eval::walk(&m, pkt, &[]);
+        model = Some(m);
+        match o.decision {
+            Decision::Accept | Decision::Queue => {
+                let n = fixes.len();
+                for f in &mut fixes[..n] {
+                    f.verified = true;
+                }
+                if round > 0 {
+                    notes.push(format!("{} rules drop this packet: it needs all {} fixes", round + 1, round + 1));
+                }
+                break;
+            }
+            _ => {
+                let Some(nd) = o.decider.clone() else { break };
+                if round == 3 {
+                    notes.push(format!("even with these fixes, {} {} {} still drops it: {}", nd.backend, nd.table, nd.chain, nd.rule));
+                }
+                d = nd;
+                walk = o.walk;
+                path = o.path;
+            }
+        }
+    }
+    if outcome.path == PathKind::Input && !fixes.is_empty() {
+        notes.push(
+            "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, and container-to-host packets are delivered locally (PREROUTING, INPUT)".into(),
+        );
+    }
+    if fixes.iter().any(|f| f.commands.iter().any(|c| c.starts_with("sudo iptables") || c.starts_with("sudo ip6tables") || c.starts_with("sudo nft"))) {
+        notes.push("iptables and nft commands change the running rules only: save them where your system restores rules at boot".into());
+    }
+    (fixes, notes)
+}
