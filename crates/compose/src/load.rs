@@ -374,7 +374,9 @@ fn interpolate_tree(
 }
 
 fn load_service_env_files(p: &mut Project, opts: &Options, fs: &dyn Fs) {
-    let mut wanted: Vec<(String, Vec<(String, bool, Pos)>)> = Vec::new();
+    // per service: (path as written, required, where it is written)
+    type Wanted = Vec<(String, Vec<(String, bool, Pos)>)>;
+    let mut wanted: Wanted = Vec::new();
     for (name, e) in p.services() {
         let Some(ef) = e.value.get("env_file") else {
             continue;

@@ -100,7 +100,7 @@ pub fn lint(p: &Project, facts: &HostFacts, notes: &mut Vec<LintNote>) -> Vec<Li
             f.code,
         )
     };
-    out.sort_by(|a, b| order(a).cmp(&order(b)));
+    out.sort_by_key(|a| order(a));
     out
 }
 
@@ -673,7 +673,7 @@ fn hardcoded_gateway(
                     fix.push(f);
                 }
                 let holder = match &s.mode {
-                    NetMode::Service(x) => all.iter().find(|o| &o.name == x),
+                    NetMode::Service(x) => all.iter().find(|o| o.name == x),
                     _ => Some(s),
                 };
                 if let Some(h) = holder
@@ -774,9 +774,7 @@ fn gateway_meaning(
             match &s.mode {
                 NetMode::DefaultBridge if link.name == "docker0" => (
                     Severity::Warning,
-                    format!(
-                        "it is docker0's address on this host, the service's own gateway: it works here, and breaks on any host where docker0 has another address (bip, default-address-pools, Docker Desktop, rootless, Podman)"
-                    ),
+                    "it is docker0's address on this host, the service's own gateway: it works here, and breaks on any host where docker0 has another address (bip, default-address-pools, Docker Desktop, rootless, Podman)".to_string(),
                 ),
                 NetMode::Host => (
                     Severity::Info,
@@ -1068,7 +1066,7 @@ fn container_loopback(p: &Project, s: &Svc, all: &[Svc], vals: &[Val], out: &mut
                         fix.push(f);
                     }
                     let holder = match &s.mode {
-                        NetMode::Service(x) => all.iter().find(|o| &o.name == x),
+                        NetMode::Service(x) => all.iter().find(|o| o.name == x),
                         NetMode::Container(_) => None,
                         _ => Some(s),
                     };
@@ -1365,7 +1363,7 @@ fn mtu_unset(
             ),
             Fix::new(
                 "then recreate the network (compose does not change an existing network)",
-                [format!("docker compose down && docker compose up -d")],
+                ["docker compose down && docker compose up -d".to_string()],
             ),
         ];
         out.push(LintFinding {

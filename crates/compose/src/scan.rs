@@ -142,18 +142,18 @@ pub fn scan(s: &str) -> Vec<HostRef> {
         let host_start = auth.rfind('@').map(|i| i + 1).unwrap_or(0);
         let mut off = auth_start + host_start;
         for part in auth[host_start..].split(',') {
-            if let Some((h, hs, he, port)) = split_host_port(part) {
-                if let Some(class) = classify(h) {
-                    out.push(HostRef {
-                        host: h.to_string(),
-                        class,
-                        port,
-                        scheme: Some(scheme.clone()),
-                        kind: RefKind::Url,
-                        start: off + hs,
-                        end: off + he,
-                    });
-                }
+            if let Some((h, hs, he, port)) = split_host_port(part)
+                && let Some(class) = classify(h)
+            {
+                out.push(HostRef {
+                    host: h.to_string(),
+                    class,
+                    port,
+                    scheme: Some(scheme.clone()),
+                    kind: RefKind::Url,
+                    start: off + hs,
+                    end: off + he,
+                });
             }
             off += part.len() + 1;
         }
