@@ -1,0 +1,17 @@
+//! `nft -j list ruleset` JSON: the parser never panics, and whatever parses can be explained.
+#![no_main]
+
+use hostreach_firewall::*;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(rs) = nft::parse(text) else { return };
+    let rs = Rulesets { iptables: vec![], nft: Some(rs) };
+    for (path, dst) in [(PathKind::Input, "172.17.0.1"), (PathKind::Forward, "10.0.0.9")] {
+        let mut p = Packet::new("docker0", "172.17.0.2".parse().unwrap(), dst.parse().unwrap(), Proto::Tcp, Some(5432), path);
+        p.oif = Some("eth0".into());
+        let e = explain(&rs, &p);
+        let _ = text::render(&e);
+    }
+});
