@@ -38,6 +38,12 @@ pub enum Format {
 pub enum Command {
     /// Can this container reach this target, and if not, where and why, and the fix.
     Doctor(DoctorArgs),
+    /// What listens on the host (or in a container), owned by which process, reachable from which interfaces.
+    Sockets(crate::sockets_cmd::SocketsArgs),
+    /// Compose projects: `compose lint` says what in one will break container-to-host traffic.
+    Compose(crate::compose_cmd::ComposeArgs),
+    /// Which rule, in which backend, decides one packet.
+    Firewall(crate::firewall_cmd::FirewallArgs),
     /// Serve a host service on a container's own localhost, without a sidecar (Ctrl-C stops it).
     Relay(crate::relay_cmd::RelayArgs),
 }

@@ -3,7 +3,6 @@
 
 use crate::cli::DoctorArgs;
 use crate::exit::Failure;
-use hostreach_collect::docker::{self, DockerClient};
 use hostreach_collect::netns::Netns;
 use hostreach_collect::probe::{self, ProbeSpec};
 use hostreach_collect::resolve;
@@ -77,44 +76,18 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
     let root = is_root();
 
     // The subject and its namespace.
-    let mut netns: Option<Netns> = None;
-    let mut subject_pid: Option<u32> = None;
-    if let Some(name) = &args.container {
-        let endpoint = docker::endpoint(docker_host);
-        let client = DockerClient::connect(&endpoint).await.map_err(Failure::from_collect)?;
-        let (daemon, container) = tokio::join!(client.daemon(), client.container(name));
-        let container = container.map_err(Failure::from_collect)?;
-        match daemon {
-            Ok(d) => facts.daemon = Some(d),
-            Err(e) => facts.skipped.push(Skipped { what: "daemon-version".into(), why: e.to_string() }),
-        }
-        if !container.running {
-            return Err(Failure::cannot(format!(
-                "container {} is not running (state: {}): start it with `docker start {}` and run hostreach again",
-                container.name, container.status, container.name
-            )));
-        }
-        let pid = container.pid.ok_or_else(|| {
-            Failure::cannot(format!("the Docker daemon reports no PID for container {}", container.name))
-        })?;
-        subject_pid = Some(pid);
-        facts.subject = Subject::Container(Box::new(container));
-    } else if let Some(pid) = args.pid {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map_err(|_| Failure::cannot(format!("no process with PID {pid}")))?;
-        subject_pid = Some(pid);
-        facts.subject = Subject::Pid { pid, name: Some(comm.trim().to_string()) };
-    } else if let Some(path) = &args.netns {
-        netns = Some(Netns::open(path).map_err(Failure::from_collect)?);
-        facts.subject = Subject::Netns { path: path.display().to_string() };
-    }
-    if let Some(pid) = subject_pid {
-        match Netns::of_pid(pid) {
-            Ok(ns) => netns = Some(ns),
-            Err(e) if e.is_permission() => facts.skipped.push(Skipped { what: "subject-netns".into(), why: e.to_string() }),
-            Err(e) => return Err(gone(&facts, e)),
-        }
-    }
+    let resolved = crate::subject::resolve(
+        args.container.as_deref(),
+        args.pid,
+        args.netns.as_deref(),
+        docker_host,
+    )
+    .await?;
+    facts.subject = resolved.subject;
+    facts.daemon = resolved.daemon;
+    facts.skipped.extend(resolved.skipped);
+    let netns: Option<Netns> = resolved.netns;
+    let subject_pid: Option<u32> = resolved.pid;
 
     // Privileges: say once what cannot be done.
     let can_enter = root;
@@ -252,12 +225,7 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
 }
 
 fn subject_label(facts: &Facts) -> String {
-    match &facts.subject {
-        Subject::Container(c) => format!("container {}", c.name),
-        Subject::Pid { pid, .. } => format!("process {pid}"),
-        Subject::Netns { path } => format!("namespace {path}"),
-        Subject::None => "the subject".into(),
-    }
+    crate::subject::label(&facts.subject)
 }
 
 /// A collector error about the subject's namespace: most often, the container went away.

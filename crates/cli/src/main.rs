@@ -1,10 +1,14 @@
 //! `hostreach`: why can't my container reach its host?
 
 mod cli;
+mod compose_cmd;
 mod doctor;
 mod exit;
+mod firewall_cmd;
 mod relay_cmd;
 mod render;
+mod sockets_cmd;
+mod subject;
 
 use clap::Parser;
 use cli::{Cli, Command, Format};
@@ -59,6 +63,9 @@ fn run(cli: Cli) -> i32 {
         }
     };
     match &cli.command {
+        Command::Sockets(args) => sockets_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
+        Command::Compose(args) => compose_cmd::run(args, cli.format),
+        Command::Firewall(args) => firewall_cmd::run(args, cli.format),
         Command::Relay(args) => relay_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Doctor(args) => match rt.block_on(doctor::run(args, cli.docker_host.as_deref())) {
             Ok(out) => {

@@ -138,6 +138,48 @@ mod tests {
     }
 
     #[test]
+    fn reachability() {
+        use hostreach_model::{AddrFact, LinkFact, NetnsFacts};
+        let link = |index: u32, name: &str| LinkFact {
+            index,
+            name: name.into(),
+            kind: None,
+            mtu: Some(1500),
+            up: true,
+            lower_up: true,
+            mac: None,
+            master: None,
+            peer_index: None,
+            peer_netnsid: None,
+        };
+        let ns = NetnsFacts {
+            inode: None,
+            links: vec![link(1, "lo"), link(3, "docker0"), link(4, "eth0")],
+            addresses: vec![
+                AddrFact { index: 1, address: "127.0.0.1".parse().unwrap(), prefix_len: 8 },
+                AddrFact { index: 3, address: "172.17.0.1".parse().unwrap(), prefix_len: 16 },
+                AddrFact { index: 4, address: "198.18.0.1".parse().unwrap(), prefix_len: 24 },
+            ],
+            routes: vec![],
+        };
+        let r = reach(&sock("127.0.0.1", 1, None, None), &ns);
+        assert_eq!((r.scope.as_str(), r.interfaces), ("loopback-only", vec!["lo".to_string()]));
+        let r = reach(&sock("0.0.0.0", 1, None, None), &ns);
+        assert_eq!(r.scope, "all-interfaces");
+        assert_eq!(r.interfaces, vec!["docker0", "eth0", "lo"]);
+        // [::] V6ONLY on a host with no IPv6 address outside lo: only loopback remains.
+        let r = reach(&sock("::", 1, Some(true), None), &ns);
+        assert_eq!(r.interfaces, vec!["lo"]);
+        let r = reach(&sock("198.18.0.1", 1, None, None), &ns);
+        assert_eq!(r.scope, "specific");
+        assert_eq!(r.address_on.as_deref(), Some("eth0"));
+        assert!(r.interfaces.contains(&"docker0".to_string()));
+        let mut dev = sock("0.0.0.0", 1, None, None);
+        dev.bound_device = Some(3);
+        assert_eq!(reach(&dev, &ns).interfaces, vec!["docker0"]);
+    }
+
+    #[test]
     fn services() {
         let pg = sock("127.0.0.1", 5433, None, Some("postgres"));
         assert_eq!(service_of(&[&pg], 5433, None), Service::Postgres);
@@ -149,5 +191,53 @@ mod tests {
         assert_eq!(service_of(&[&s], 5432, None), Service::Other, "a known process wins over the port");
         let anon = sock("127.0.0.1", 5432, None, None);
         assert_eq!(service_of(&[&anon], 5432, None), Service::Postgres);
+    }
+}
+
+/// Who can reach a listener: from which interfaces of its namespace its address is reachable.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reach {
+    /// `loopback-only`, `all-interfaces`, `specific` (bound to addresses of some interfaces),
+    /// or `device` (SO_BINDTODEVICE).
+    pub scope: String,
+    /// The interfaces whose traffic reaches it (by name), loopback included where it applies.
+    pub interfaces: Vec<String>,
+    /// For a listener on one specific address: the interface that address sits on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_on: Option<String>,
+}
+
+/// Reachability of a listener in the namespace described by `ns`. Bridges in the list mean the
+/// containers on them reach the listener at the bridge's gateway address (local delivery).
+pub fn reach(s: &SocketFact, ns: &hostreach_model::NetnsFacts) -> Reach {
+    let names = |pred: &dyn Fn(&hostreach_model::LinkFact) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = ns.links.iter().filter(|l| pred(l)).map(|l| l.name.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if let Some(dev) = s.bound_device {
+        return Reach { scope: "device".into(), interfaces: names(&|l| l.index == dev), address_on: None };
+    }
+    let a = s.local_address;
+    if is_loopback(&a) {
+        return Reach { scope: "loopback-only".into(), interfaces: names(&|l| l.name == "lo"), address_on: None };
+    }
+    if is_unspecified(&a) {
+        // A socket on 0.0.0.0 takes every IPv4 address of the namespace, [::] every IPv6 one (and
+        // IPv4 too unless V6ONLY): any interface with such an address, and loopback.
+        let v4 = a.is_ipv4() || s.v6only != Some(true);
+        let v6 = a.is_ipv6();
+        let has = |l: &hostreach_model::LinkFact| {
+            l.name == "lo" || ns.addrs_of(l.index).any(|x| (x.address.is_ipv4() && v4) || (x.address.is_ipv6() && v6))
+        };
+        return Reach { scope: "all-interfaces".into(), interfaces: names(&has), address_on: None };
+    }
+    // A specific non-loopback address: Linux delivers locally whatever interface the packet came in
+    // by (weak host model), so every interface reaches it, at that one address.
+    Reach {
+        scope: "specific".into(),
+        interfaces: names(&|l| l.up || l.name == "lo"),
+        address_on: ns.owner_of(&a).map(|l| l.name.clone()),
     }
 }

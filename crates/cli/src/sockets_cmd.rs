@@ -1,0 +1,154 @@
+//! `hostreach sockets`: what listens (and what is connected) on the host or in a container's
+//! namespace, owned by which process, reachable from which interfaces; plus the pressure on the
+//! namespace's ephemeral ports, accept queues and conntrack table.
+
+use crate::cli::Format;
+use crate::exit::{self, Failure};
+use clap::Args;
+use hostreach_collect::netlink;
+use hostreach_collect::netns::Netns;
+use hostreach_collect::sockets::{self, SocketQuery};
+use hostreach_model::{NetnsFacts, Proto, SCHEMA, SocketFact};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("sockets_subject").multiple(false).args(["container", "pid", "netns"])))]
+pub struct SocketsArgs {
+    /// Only sockets whose local port is N.
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Only listeners (TCP LISTEN, unconnected UDP).
+    #[arg(long, short = 'l')]
+    pub listening: bool,
+    /// Only TCP.
+    #[arg(long, conflicts_with = "udp")]
+    pub tcp: bool,
+    /// Only UDP.
+    #[arg(long)]
+    pub udp: bool,
+    /// Sockets of this container's network namespace instead of the host's.
+    #[arg(long, short = 'c', value_name = "NAME|ID")]
+    pub container: Option<String>,
+    /// Sockets of this process's network namespace.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Sockets of this network namespace file.
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<PathBuf>,
+    /// Do not look up owning processes (faster on hosts with very many sockets).
+    #[arg(long)]
+    pub no_owners: bool,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    schema: &'static str,
+    namespace: String,
+    sockets: Vec<Row<'a>>,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    socket: &'a SocketFact,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reachable_from: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reach: Option<hostreach_rules::socket::Reach>,
+}
+
+pub fn run(rt: &tokio::runtime::Runtime, args: &SocketsArgs, format: Format, docker_host: Option<&str>) -> i32 {
+    match rt.block_on(collect(args, docker_host)) {
+        Ok((label, ns_facts, socks)) => {
+            print(format, &label, &ns_facts, &socks);
+            exit::OK
+        }
+        Err(f) => {
+            exit::print_line(&f.message);
+            f.code
+        }
+    }
+}
+
+async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<(String, NetnsFacts, Vec<SocketFact>), Failure> {
+    let q = SocketQuery {
+        tcp: !args.udp,
+        udp: !args.tcp,
+        listening_only: args.listening,
+        port: args.port,
+        owners: !args.no_owners,
+    };
+    let any_subject = args.container.is_some() || args.pid.is_some() || args.netns.is_some();
+    if !any_subject {
+        let (links, socks) = std::thread::scope(|s| {
+            let l = s.spawn(netlink::read_current);
+            let so = sockets::read_current(&q);
+            (l.join(), so)
+        });
+        let links = links.map_err(|_| Failure::cannot("the netlink reader panicked"))?.map_err(Failure::from_collect)?;
+        let socks = socks.map_err(Failure::from_collect)?;
+        return Ok(("host".into(), links, socks));
+    }
+    let r = crate::subject::resolve(args.container.as_deref(), args.pid, args.netns.as_deref(), docker_host).await?;
+    let label = crate::subject::label(&r.subject);
+    let ns: Netns = r.netns.ok_or_else(|| {
+        Failure::cannot(format!("cannot enter the network namespace of {label}: it needs CAP_SYS_ADMIN (run hostreach as root)"))
+    })?;
+    let links = netlink::read(&ns).map_err(Failure::from_collect)?;
+    let socks = sockets::read(&ns, &q).map_err(Failure::from_collect)?;
+    Ok((label, links, socks))
+}
+
+fn print(format: Format, label: &str, ns: &NetnsFacts, socks: &[SocketFact]) {
+    let rows: Vec<Row> = socks
+        .iter()
+        .map(|s| {
+            let reach = s.is_listener().then(|| hostreach_rules::socket::reach(s, ns));
+            Row { socket: s, reachable_from: reach.as_ref().map(|r| r.interfaces.clone()), reach }
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match format {
+        Format::Json => {
+            let o = Output { schema: SCHEMA, namespace: label.to_string(), sockets: rows };
+            let _ = serde_json::to_writer(&mut out, &o);
+            let _ = writeln!(out);
+        }
+        Format::Text => {
+            let _ = writeln!(out, "{:<5} {:<11} {:<40} {:<40} {:<28} REACHABLE FROM", "PROTO", "STATE", "LOCAL", "PEER", "PROCESS");
+            for r in &rows {
+                let s = r.socket;
+                let peer = match (s.remote_address, s.remote_port) {
+                    (Some(a), Some(p)) if !(hostreach_model::target::is_unspecified(&a) && p == 0) => endpoint(a, p),
+                    _ => "-".into(),
+                };
+                let proc_ = s.process.as_ref().map(|p| format!("{}/{}", p.name, p.pid)).unwrap_or_else(|| "-".into());
+                let reach = match &r.reach {
+                    None => String::new(),
+                    Some(x) if x.scope == "loopback-only" => "loopback only".into(),
+                    Some(x) if x.scope == "specific" => {
+                        format!("any interface, at this address{}", x.address_on.as_deref().map(|i| format!(" (on {i})")).unwrap_or_default())
+                    }
+                    Some(x) if x.scope == "device" => format!("only {}", x.interfaces.join(", ")),
+                    Some(x) => format!("all: {}", x.interfaces.join(", ")),
+                };
+                let proto = match s.proto {
+                    Proto::Tcp => "tcp",
+                    Proto::Udp => "udp",
+                };
+                let _ = writeln!(out, "{proto:<5} {:<11} {:<40} {peer:<40} {proc_:<28} {reach}", s.state, s.local_endpoint());
+            }
+        }
+    }
+    let _ = out.flush();
+}
+
+fn endpoint(a: std::net::IpAddr, p: u16) -> String {
+    match a {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{p}"),
+        _ => format!("{a}:{p}"),
+    }
+}
