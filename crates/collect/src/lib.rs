@@ -14,6 +14,7 @@
 pub mod cleanup;
 pub mod docker;
 pub mod error;
+pub mod firewall;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
