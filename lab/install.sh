@@ -12,6 +12,7 @@ PKGS=(
   psmisc procps
   tshark tcpdump     # reading pcapng written by `hostreach trace`
   hyperfine          # benchmarks (BENCHMARKS.md)
+  iperf3 jq          # scripts/bench-relay: bulk TCP throughput, reading its JSON
   redis-server       # a real service bound to 127.0.0.1 for LOOPBACK_ONLY_BIND tests
   dnsmasq-base       # the lab's own DNS server (no service, started by lab/up.sh)
   docker-compose     # compose lint lab tests: a real compose project, and `docker-compose config` as an oracle
