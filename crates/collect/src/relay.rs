@@ -593,6 +593,9 @@ async fn wait_for_subject(
     }
     events(&Event::Lost { subject: desc.to_string(), why: format!("{why}; listeners closed, waiting for it to come back") });
     let mut warned_docker = false;
+    // Poll quickly at first (a restart takes well under a second), then back off to every 2 s for a
+    // container that stays stopped.
+    let mut pause = opts.watch_interval.max(Duration::from_millis(100));
     loop {
         match subject.resolve().await {
             Ok(Some(r)) => return Ok(Some(r)),
@@ -608,8 +611,9 @@ async fn wait_for_subject(
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return Ok(None),
-            _ = tokio::time::sleep(opts.watch_interval.max(Duration::from_millis(100))) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+        pause = (pause + pause / 4).min(Duration::from_secs(2));
     }
 }
 
