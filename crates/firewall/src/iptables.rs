@@ -575,6 +575,18 @@ fn quote(s: &str, force: bool) -> String {
     o
 }
 
+/// A name (option, chain) that must stay an unquoted token: special characters get a backslash.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\\' || c == '"' || c.is_whitespace() {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o
+}
+
 fn always_quoted(opt: &str) -> bool {
     matches!(opt, "comment" | "log-prefix" | "nflog-prefix")
 }
@@ -583,7 +595,7 @@ fn write_opt(f: &mut fmt::Formatter<'_>, o: &Opt) -> fmt::Result {
     if o.neg {
         f.write_str(" !")?;
     }
-    write!(f, " --{}", o.name)?;
+    write!(f, " --{}", esc(&o.name))?;
     for a in &o.args {
         write!(f, " {}", quote(a, always_quoted(&o.name) || a.starts_with('-') || a == "!"))?;
     }
@@ -633,7 +645,7 @@ impl fmt::Display for OptDisplay<'_> {
 impl fmt::Display for IptRule {
     /// `-A CHAIN ...` as iptables-save writes it (without counters).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "-A {}", self.chain)?;
+        write!(f, "-A {}", esc(&self.chain))?;
         for p in &self.parts {
             write!(f, " {p}")?;
         }

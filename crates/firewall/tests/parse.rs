@@ -124,3 +124,12 @@ fn nft_json_from_another_version_is_refused_clearly() {
     .unwrap();
     assert_eq!(rs.tables[0].chains[0].rules[0].text, "frobnicate {\"x\":1} drop");
 }
+
+#[test]
+fn escaped_names_print_back_the_same() {
+    // found by cargo fuzz: a backslash inside an option name was printed unescaped
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j LOG --log-pr\\\\efix \"[UFW BLOCK] \"\nCOMMIT\n";
+    let s = iptables::parse(text).unwrap();
+    let printed = s.to_string();
+    assert_eq!(iptables::parse(&printed).unwrap().to_string(), printed);
+}
