@@ -471,13 +471,11 @@ pub async fn run(subject: Subject, pairs: Vec<Pair>, opts: Options, ctl: Control
     let mut again = false;
     let mut last_bind_error: Option<String> = None;
     loop {
-        if current.inode == own_inode {
-            if let Some(p) = pairs.iter().find(|p| p.listen == p.to) {
-                return Err(RelayError::Invalid(format!(
-                    "{desc} shares hostreach's network namespace: listening on {} and relaying to {} would relay to itself",
-                    p.listen, p.to
-                )));
-            }
+        if let Some(p) = pairs.iter().find(|p| p.listen == p.to).filter(|_| current.inode == own_inode) {
+            return Err(RelayError::Invalid(format!(
+                "{desc} shares hostreach's network namespace: listening on {} and relaying to {} would relay to itself",
+                p.listen, p.to
+            )));
         }
         // Listeners, on a thread inside the namespace.
         let bound = match bind_all(current.netns.as_ref(), &pairs, &desc) {
@@ -584,12 +582,8 @@ async fn wait_for_subject(
     why: &str,
 ) -> Result<Option<Resolved>> {
     let mut stop = ctl.stop_rx();
-    match subject {
-        Subject::Pid(pid) => {
-            return Err(CollectError::Subject(format!("process {pid} exited: its network namespace is gone")).into());
-        }
-        Subject::Current => {}
-        _ => {}
+    if let Subject::Pid(pid) = subject {
+        return Err(CollectError::Subject(format!("process {pid} exited: its network namespace is gone")).into());
     }
     events(&Event::Lost { subject: desc.to_string(), why: format!("{why}; listeners closed, waiting for it to come back") });
     let mut warned_docker = false;
@@ -1299,7 +1293,7 @@ mod tests {
         .await;
         let r = start(Subject::Current, vec![tcp("127.0.0.1:0", to)], opts(CopyMode::Splice)).await;
         let c = tokio::net::TcpStream::connect(r.addrs[0]).await.unwrap();
-        (&c).try_write(b"x").ok();
+        c.try_write(b"x").ok();
         tokio::time::sleep(Duration::from_millis(100)).await;
         reset(c);
         let deadline = Instant::now() + Duration::from_secs(3);
