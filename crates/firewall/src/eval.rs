@@ -187,11 +187,10 @@ impl St<'_> {
                 if !p.proto.has_ports() {
                     return Fv::Absent;
                 }
-                if let Some(w) = want {
-                    if *w != p.proto.number(self.v6) {
+                if let Some(w) = want
+                    && *w != p.proto.number(self.v6) {
                         return Fv::Absent;
                     }
-                }
                 let v = if matches!(f, Field::Sport(_)) { self.sport } else { self.dport };
                 match v {
                     Some(v) => Fv::Num(v as u64),
@@ -248,11 +247,10 @@ impl St<'_> {
         if a.is_multicast() {
             return Some(addrtype::MULTICAST);
         }
-        if let IpAddr::V4(v) = a {
-            if v.is_broadcast() {
+        if let IpAddr::V4(v) = a
+            && v.is_broadcast() {
                 return Some(addrtype::BROADCAST);
             }
-        }
         if let Some(local) = &self.pkt.local_addresses {
             return Some(if local.contains(&a) || a.is_loopback() { addrtype::LOCAL } else { addrtype::UNICAST });
         }
@@ -648,15 +646,14 @@ fn base_chains(tables: &[Table], hook: Hook, v6: bool) -> Vec<(usize, usize)> {
             continue;
         }
         for (ci, c) in t.chains.iter().enumerate() {
-            if let Some(b) = &c.base {
-                if b.hook == hook {
+            if let Some(b) = &c.base
+                && b.hook == hook {
                     let order = match t.backend {
                         Backend::IptablesLegacy => 0,
                         _ => 1,
                     };
                     v.push((b.prio, order, ti, ci));
                 }
-            }
         }
     }
     v.sort_by_key(|&(p, o, ti, ci)| (p, o, ti, ci));

@@ -103,8 +103,8 @@ impl Rulesets {
             let mut save_tables = iptables::to_tables(save);
             let fam = if save.v6 { ir::Family::Ip6 } else { ir::Family::Ip };
             let mut backend = save.backend;
-            if backend == Backend::Iptables {
-                if let Some(nft) = &self.nft {
+            if backend == Backend::Iptables
+                && let Some(nft) = &self.nft {
                     let in_nft = save.tables.iter().filter(|t| nft.tables.iter().any(|n| n.family == fam && n.name == t.name)).count();
                     if !save.tables.is_empty() && in_nft == save.tables.len() {
                         backend = Backend::IptablesNft;
@@ -114,7 +114,6 @@ impl Rulesets {
                         notes.push((Some(fam), "the iptables-save input does not say its backend; its tables are not in the nft ruleset: iptables-legacy".into()));
                     }
                 }
-            }
             for t in &mut save_tables {
                 t.backend = backend;
             }

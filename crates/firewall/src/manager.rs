@@ -131,11 +131,10 @@ pub fn owner(d: &Decider, detected: &[Detected]) -> Manager {
     }
     if d.backend.is_iptables() && d.policy && d.table == "filter" {
         // UFW sets the INPUT/FORWARD policy (DEFAULT_INPUT_POLICY): the policy is its "deny incoming".
-        if let Some(u) = detected.iter().find(|x| x.manager == Manager::Ufw) {
-            if u.backend == d.backend {
+        if let Some(u) = detected.iter().find(|x| x.manager == Manager::Ufw)
+            && u.backend == d.backend {
                 return Manager::Ufw;
             }
-        }
     }
     if d.backend.is_iptables() && d.raw_docker_drop() {
         return Manager::Docker;
@@ -370,13 +369,12 @@ pub fn fixes(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: 
         let mut m = model.take().unwrap_or_else(|| tables.to_vec());
         let mut round_fixes = Vec::new();
         for c in changes {
-            if let Some((ti, chain, pos, rule)) = c.insert {
-                if let Some(ci) = m[ti].chain_idx(&chain) {
+            if let Some((ti, chain, pos, rule)) = c.insert
+                && let Some(ci) = m[ti].chain_idx(&chain) {
                     let rules = &mut m[ti].chains[ci].rules;
                     rules.insert(pos.min(rules.len()), rule);
                     applied = true;
                 }
-            }
             round_fixes.push(c.fix);
         }
         fixes.extend(round_fixes);

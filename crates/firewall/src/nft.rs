@@ -167,7 +167,7 @@ pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
                         c.name.to_string(),
                         c.handle.map(u64::from),
                         c.hook.map(|h| format!("{h:?}").to_ascii_lowercase()),
-                        c.prio.map(|p| Value::from(p)),
+                        c.prio.map(Value::from),
                         c._type.map(|t| format!("{t:?}").to_ascii_lowercase()),
                         c.policy.map(|p| format!("{p:?}").to_ascii_lowercase()),
                     ),
@@ -264,11 +264,10 @@ pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
             if e.get("xt").is_some() {
                 t.has_xt = true;
             }
-            if let Some(c) = e.get("counter") {
-                if let (Some(p), Some(b)) = (c.get("packets").and_then(Value::as_u64), c.get("bytes").and_then(Value::as_u64)) {
+            if let Some(c) = e.get("counter")
+                && let (Some(p), Some(b)) = (c.get("packets").and_then(Value::as_u64), c.get("bytes").and_then(Value::as_u64)) {
                     counters = Some((p, b));
                 }
-            }
         }
         let handle = body.get("handle").and_then(Value::as_u64);
         let comment = s("comment");
@@ -375,11 +374,10 @@ fn is_iface_key(left: &Value) -> bool {
 
 fn render_right(left: &Value, right: &Value) -> String {
     if is_iface_key(left) {
-        if let Value::String(s) = right {
-            if !s.starts_with('@') {
+        if let Value::String(s) = right
+            && !s.starts_with('@') {
                 return quote(s);
             }
-        }
         if let Some(Value::Array(a)) = right.get("set") {
             return format!(
                 "{{ {} }}",
@@ -674,11 +672,10 @@ fn val_for(field: &Field, v: &Value, fib: bool, mask: Option<u64>) -> Result<Val
     match field {
         Field::Iif | Field::Oif => {
             let s = v.as_str().ok_or_else(|| format!("{} is not an interface name", compact(v)))?;
-            if let Some(p) = s.strip_suffix('*') {
-                if !p.ends_with('\\') {
+            if let Some(p) = s.strip_suffix('*')
+                && !p.ends_with('\\') {
                     return Ok(Val::Iface { name: p.to_string(), wildcard: true });
                 }
-            }
             Ok(Val::Iface { name: s.replace("\\*", "*"), wildcard: false })
         }
         Field::Saddr | Field::Daddr => {
@@ -800,11 +797,10 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
         out.push(Stmt::Test(Test::Unknown { what, reason: format!("{} is not evaluated by hostreach", crate::eval::field_name(f)) }));
         return;
     }
-    if let Some(p) = key.nfproto {
-        if ctx.family == Family::Inet || ctx.family == Family::Bridge || ctx.family == Family::Netdev {
+    if let Some(p) = key.nfproto
+        && (ctx.family == Family::Inet || ctx.family == Family::Bridge || ctx.family == Family::Netdev) {
             out.push(Stmt::Test(Test::Match { key: vec![Field::NfProto], neg: false, any: vec![vec![Val::num(p)]] }));
         }
-    }
     let (neg, cmp) = match op {
         "==" | "in" => (false, None),
         "!=" => (true, None),
@@ -875,11 +871,10 @@ fn lower_vmap(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
         out.push(Stmt::Test(Test::Unknown { what, reason: "the verdict map's key is not evaluated by hostreach".into() }));
         return;
     }
-    if let Some(p) = key.nfproto {
-        if ctx.family == Family::Inet {
+    if let Some(p) = key.nfproto
+        && ctx.family == Family::Inet {
             out.push(Stmt::Test(Test::Match { key: vec![Field::NfProto], neg: false, any: vec![vec![Val::num(p)]] }));
         }
-    }
     let items = match elems_of(data, ctx) {
         Ok(e) => e,
         Err(reason) => {

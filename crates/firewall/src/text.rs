@@ -12,15 +12,12 @@ pub fn render(e: &Explanation) -> String {
     };
     let _ = writeln!(o, "{}  ({} path)", e.packet, e.path.as_str());
     let _ = writeln!(o, "decision: {verdict}{}", if e.certain { "" } else { "  (not certain: see below)" });
-    match (&e.backend, &e.table, &e.chain) {
-        (Some(b), Some(t), Some(c)) => {
-            let via = match &e.base_chain {
-                Some(bc) if bc != c => format!(" (entered from {bc})"),
-                _ => String::new(),
-            };
-            let _ = writeln!(o, "decided by: {b}, table {} {t}, chain {c}{via}, {}", e.family.as_deref().unwrap_or(""), if e.policy { "its policy" } else { "rule" });
-        }
-        _ => {}
+    if let (Some(b), Some(t), Some(c)) = (&e.backend, &e.table, &e.chain) {
+        let via = match &e.base_chain {
+            Some(bc) if bc != c => format!(" (entered from {bc})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "decided by: {b}, table {} {t}, chain {c}{via}, {}", e.family.as_deref().unwrap_or(""), if e.policy { "its policy" } else { "rule" });
     }
     let _ = write!(o, "  {}", e.rule);
     if let Some(l) = e.line {
