@@ -1001,3 +1001,75 @@ mod tests {
         assert_eq!(normalize_iptables_save(t), "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Compose projects
+
+/// A compose project (Debian's docker-compose against the lab's dockerd) in a temporary folder, brought down (and the folder removed) on Drop.
+pub struct ComposeProject {
+    pub dir: PathBuf,
+    /// The compose project name (`-p`); containers are `<name>_<service>_1`.
+    pub name: String,
+    up: bool,
+}
+
+impl ComposeProject {
+    pub fn new(tag: &str, files: &[(&str, String)]) -> ComposeProject {
+        let name = format!("hrt{tag}{}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (f, text) in files {
+            std::fs::write(dir.join(f), text).unwrap();
+        }
+        ComposeProject { dir, name, up: false }
+    }
+
+    pub fn compose(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker-compose")
+            .arg("-p")
+            .arg(&self.name)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("DOCKER_HOST", DOCKER_HOST)
+            .output()
+            .unwrap_or_else(|e| panic!("docker-compose is needed (lab/install.sh installs it): {e}"))
+    }
+
+    pub fn up(&mut self) {
+        self.up = true;
+        let out = self.compose(&["up", "-d"]);
+        assert!(out.status.success(), "docker-compose up: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The network namespace of a service's container.
+    pub fn netns(&self, lab: &Lab, service: &str) -> String {
+        let pid = lab.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &format!("{}_{service}_1", self.name)]);
+        format!("/proc/{pid}/ns/net")
+    }
+
+    pub fn exec(&self, lab: &Lab, service: &str, cmd: &[&str]) -> String {
+        let c = format!("{}_{service}_1", self.name);
+        let mut args = vec!["exec", c.as_str()];
+        args.extend_from_slice(cmd);
+        let out = lab.docker(&args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn path(&self, f: &str) -> String {
+        self.dir.join(f).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        if self.up {
+            let out = self.compose(&["down", "-v", "--remove-orphans", "-t", "1"]);
+            if !out.status.success() {
+                eprintln!("warning: docker-compose down: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+

@@ -6,78 +6,9 @@
 
 use hostreach_labtests::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const PID_LABEL: &str = "hostreach-lab.test-pid";
-
-/// A compose project in a temporary folder, brought down (and the folder removed) on Drop.
-struct ComposeProject {
-    dir: PathBuf,
-    name: String,
-    up: bool,
-}
-
-impl ComposeProject {
-    fn new(tag: &str, files: &[(&str, String)]) -> ComposeProject {
-        let name = format!("hrt{tag}{}", std::process::id());
-        let dir = std::env::temp_dir().join(&name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (f, text) in files {
-            std::fs::write(dir.join(f), text).unwrap();
-        }
-        ComposeProject { dir, name, up: false }
-    }
-
-    fn compose(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker-compose")
-            .arg("-p")
-            .arg(&self.name)
-            .args(args)
-            .current_dir(&self.dir)
-            .env("DOCKER_HOST", DOCKER_HOST)
-            .output()
-            .unwrap_or_else(|e| panic!("docker-compose is needed (lab/install.sh installs it): {e}"))
-    }
-
-    fn up(&mut self) {
-        self.up = true;
-        let out = self.compose(&["up", "-d"]);
-        assert!(out.status.success(), "docker-compose up: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// The network namespace of a service's container.
-    fn netns(&self, lab: &Lab, service: &str) -> String {
-        let pid = lab.docker_ok(&["inspect", "-f", "{{.State.Pid}}", &format!("{}_{service}_1", self.name)]);
-        format!("/proc/{pid}/ns/net")
-    }
-
-    fn exec(&self, lab: &Lab, service: &str, cmd: &[&str]) -> String {
-        let c = format!("{}_{service}_1", self.name);
-        let mut args = vec!["exec", c.as_str()];
-        args.extend_from_slice(cmd);
-        let out = lab.docker(&args);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn path(&self, f: &str) -> String {
-        self.dir.join(f).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for ComposeProject {
-    fn drop(&mut self) {
-        if self.up {
-            let out = self.compose(&["down", "-v", "--remove-orphans", "-t", "1"]);
-            if !out.status.success() {
-                eprintln!("warning: docker-compose down: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// 1-based line of the first line of `text` containing `needle`.
 fn line_of(text: &str, needle: &str) -> u64 {
@@ -223,7 +154,7 @@ fn bad_override_is_reported_with_file_and_line_and_the_rest_is_linted() {
     assert_eq!(findings(&run, "HARDCODED_GATEWAY").len(), 1, "{run}");
 
     // unreadable YAML: exit 2, one line with file:line
-    std::fs::write(Path::new(&over_path), "services:\n  fine:\n    image: [unclosed\n").unwrap();
+    std::fs::write(std::path::Path::new(&over_path), "services:\n  fine:\n    image: [unclosed\n").unwrap();
     let run = hostreach(&["compose", "lint", "--project-directory", p.dir.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.trim().starts_with(&format!("hostreach: {over_path}:")) && run.stderr.contains("unreadable YAML"), "{run}");

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 struct Relay {
     child: Child,
     log: PathBuf,
+    stdout: PathBuf,
     args: Vec<String>,
 }
 
@@ -32,6 +33,8 @@ impl Relay {
         Lab::get();
         let log = std::env::temp_dir().join(format!("hostreach-relay-test-{}-{}.log", std::process::id(), next()));
         let f = fs::File::create(&log).unwrap();
+        let stdout = log.with_extension("stdout");
+        let o = fs::File::create(&stdout).unwrap();
         let mut full: Vec<String> = vec!["relay".into()];
         full.extend(args.iter().map(|s| s.to_string()));
         full.push("-v".into());
@@ -43,12 +46,13 @@ impl Relay {
             .env("DOCKER_HOST", DOCKER_HOST)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(o)
             .stderr(f)
             .spawn()
             .expect("spawn hostreach relay");
-        let mut r = Relay { child, log, args: full };
-        r.wait_log("listening on", 1, Duration::from_secs(15));
+        let mut r = Relay { child, log, stdout, args: full };
+        let ready = if args.windows(2).any(|w| w == ["--format", "json"]) { "\"event\":\"listening\"" } else { "listening on" };
+        r.wait_log(ready, 1, Duration::from_secs(15));
         r
     }
 
@@ -56,8 +60,18 @@ impl Relay {
         self.child.id()
     }
 
+    /// stderr, then stdout (JSON lines with --format json).
     fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        fs::read_to_string(&self.log).unwrap_or_default() + &fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// The JSON lines it printed on stdout.
+    fn events(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line: {l:?}: {e}")))
+            .collect()
     }
 
     /// Waits until `needle` occurs `count` times in its stderr. Panics if it exits first.
@@ -108,6 +122,7 @@ impl Drop for Relay {
             eprintln!("--- hostreach {} stderr\n{}", self.args.join(" "), self.log());
         }
         let _ = fs::remove_file(&self.log);
+        let _ = fs::remove_file(&self.stdout);
     }
 }
 
@@ -499,4 +514,34 @@ fn bad_input_and_missing_subjects_are_one_line() {
     let run = hostreach(&["relay", "--container", &web.name, "--listen", "5432", "--to", "5432"]);
     assert_eq!(run.code, 3, "{run}");
     assert!(run.stderr.contains("not running"), "{run}");
+}
+
+#[test]
+fn pid_and_netns_subjects_with_json_events() {
+    let lab = Lab::get();
+    let port = lab.free_port();
+    let svc = lab.listener(Proto::Tcp, "127.0.0.1", port);
+    let web = lab.container("relay-subjects", &[]);
+    let to = format!("127.0.0.1:{port}");
+    let pid = web.pid.to_string();
+    let netns = web.netns_path();
+    for (subject, value, listen) in [("--pid", pid.as_str(), "6001"), ("--netns", netns.as_str(), "6002")] {
+        let mut relay = Relay::start(&[subject, value, "--listen", listen, "--to", &to, "--format", "json", "--stats", "1"]);
+        assert_eq!(out(&web.sh(&format!("nc -w 3 127.0.0.1 {listen} </dev/null"))), svc.banner(), "{subject}");
+        relay.wait_log("\"event\":\"stats\"", 1, Duration::from_secs(5));
+        let ev = relay.events();
+        assert!(ev.iter().all(|e| e["schema"] == "hostreach/v1"), "{ev:?}");
+        let l = ev.iter().find(|e| e["event"] == "listening").expect("a listening event");
+        assert_eq!(l["listen"], format!("127.0.0.1:{listen}"));
+        assert_eq!(l["to"], to);
+        assert_eq!(l["proto"], "tcp");
+        let ino = fs::metadata(&netns).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+        assert_eq!(l["netns_inode"], ino, "{l}");
+        let code = relay.interrupt(Duration::from_secs(5));
+        assert_eq!(code, 130);
+        let ev = relay.events();
+        let st = ev.iter().rev().find(|e| e["event"] == "stats").expect("stats");
+        assert_eq!(st["accepted"], 1, "{st}");
+        assert!(ev.iter().any(|e| e["event"] == "stopped"), "{ev:?}");
+    }
 }

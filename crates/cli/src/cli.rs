@@ -46,11 +46,24 @@ pub enum Command {
     Firewall(crate::firewall_cmd::FirewallArgs),
     /// Serve a host service on a container's own localhost, without a sidecar (Ctrl-C stops it).
     Relay(crate::relay_cmd::RelayArgs),
+    /// The container's side of the wire: eth0, host veth peer, bridge, gateway, routes, MTUs, network mode.
+    Path(crate::path_cmd::PathArgs),
+    /// Both sides of the wire captured during one probe, with kernel drop reasons (--write FILE.pcapng).
+    Trace(crate::trace_cmd::TraceArgs),
 }
 
-#[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("subject").required(true).args(["container", "pid", "netns", "facts"])))]
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("subject").args(["container", "pid", "netns", "facts", "all"])))]
 pub struct DoctorArgs {
+    /// Every running container, against the host targets found in its environment, command and
+    /// labels (also what `hostreach doctor` without a target does).
+    #[arg(long)]
+    pub all: bool,
+
+    /// How many checks `--all` runs at once.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "all")]
+    pub concurrency: usize,
+
     /// The container, by name or ID (Docker Engine API).
     #[arg(long, short = 'c', value_name = "NAME|ID")]
     pub container: Option<String>,
@@ -64,7 +77,7 @@ pub struct DoctorArgs {
     pub netns: Option<PathBuf>,
 
     /// What to reach: host:PORT, IP:PORT, [IPv6]:PORT, NAME:PORT or a URL (postgres://user@host/db).
-    #[arg(long, value_name = "TARGET", required_unless_present = "facts")]
+    #[arg(long, value_name = "TARGET", conflicts_with = "all")]
     pub to: Option<String>,
 
     /// Transport protocol of the probe.
@@ -78,6 +91,11 @@ pub struct DoctorArgs {
     /// Do not record the kernel's drop reasons (no tracefs instance is created).
     #[arg(long)]
     pub no_trace: bool,
+
+    /// Also search the path MTU with DF probes from inside the container (done anyway when the path shows a
+    /// smaller MTU or a tunnel).
+    #[arg(long)]
+    pub mtu: bool,
 
     /// Also write the collected facts (JSON) to FILE, to analyse them elsewhere with --facts.
     #[arg(long, value_name = "FILE")]

@@ -221,6 +221,9 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
         Ok(Err(e)) => facts.skipped.push(Skipped { what: "host-sockets".into(), why: e.to_string() }),
         Err(_) => facts.skipped.push(Skipped { what: "host-sockets".into(), why: "the socket reader panicked".into() }),
     }
+    // The wire (issue 4): rp_filter settings, and the MTU search when asked or when the path calls for it.
+    crate::path_cmd::sysctl_step(&mut facts);
+    crate::path_cmd::mtu_step(&mut facts, netns.as_ref().filter(|ns| !ns.same_as(&host_ns)), args.mtu, args.timeout, can_enter);
     Ok(facts)
 }
 

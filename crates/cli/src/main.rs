@@ -3,10 +3,13 @@
 mod cli;
 mod compose_cmd;
 mod doctor;
+mod doctor_all;
 mod exit;
 mod firewall_cmd;
+mod path_cmd;
 mod relay_cmd;
 mod render;
+mod trace_cmd;
 mod sockets_cmd;
 mod subject;
 
@@ -29,7 +32,7 @@ fn main() {
         std::process::exit(exit::CANNOT);
     }));
 
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(plugin_args(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -67,6 +70,19 @@ fn run(cli: Cli) -> i32 {
         Command::Compose(args) => compose_cmd::run(args, cli.format),
         Command::Firewall(args) => firewall_cmd::run(args, cli.format),
         Command::Relay(args) => relay_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
+        Command::Path(args) => path_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
+        Command::Trace(args) => trace_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
+        Command::Doctor(args) if args.all || (args.to.is_none() && args.facts.is_none() && args.container.is_none() && args.pid.is_none() && args.netns.is_none()) => {
+            doctor_all::run(&rt, args, cli.format, cli.docker_host.as_deref())
+        }
+        Command::Doctor(args) if args.to.is_none() && args.facts.is_none() => {
+            exit::print_line("doctor needs --to TARGET (host:PORT, IP:PORT, NAME:PORT or a URL), or --all to check every container");
+            exit::USAGE
+        }
+        Command::Doctor(args) if args.to.is_some() && args.container.is_none() && args.pid.is_none() && args.netns.is_none() => {
+            exit::print_line("doctor --to needs a subject: --container NAME|ID, --pid PID or --netns PATH");
+            exit::USAGE
+        }
         Command::Doctor(args) => match rt.block_on(doctor::run(args, cli.docker_host.as_deref())) {
             Ok(out) => {
                 print_report(cli.format, &out.report);
@@ -95,6 +111,36 @@ fn print_report(format: Format, report: &hostreach_model::Report) {
             let _ = write!(out, "{}", render::text(report));
         }
     }
+}
+
+/// Called as `docker-hostreach` (a Docker CLI plugin): answer the plugin handshake, and drop the
+/// `hostreach` word the docker CLI passes first, so `docker hostreach doctor ...` is `hostreach doctor ...`.
+fn plugin_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let called_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if called_as != "docker-hostreach" {
+        return args;
+    }
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("docker-cli-plugin-metadata") => {
+            let meta = serde_json::json!({
+                "SchemaVersion": "0.1.0",
+                "Vendor": "hostreach",
+                "Version": env!("CARGO_PKG_VERSION"),
+                "ShortDescription": "Why can't a container reach its host: the failing hop, the kernel's evidence, the fix",
+            });
+            println!("{meta}");
+            std::process::exit(exit::OK);
+        }
+        Some("hostreach") => {
+            args.remove(1);
+        }
+        _ => {}
+    }
+    args[0] = "hostreach".into();
+    args
 }
 
 /// clap's error without its usage block, on one line, with where to look.

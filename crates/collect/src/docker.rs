@@ -3,7 +3,7 @@
 use crate::error::{CollectError, Result};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use hostreach_model::{ContainerFacts, DaemonFacts, NetworkAttachment, NetworkMode};
+use hostreach_model::{ContainerConfig, ContainerFacts, DaemonFacts, NetworkAttachment, NetworkMode};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -75,6 +75,31 @@ impl DockerClient {
 
     /// A container's facts: state, PID, network mode, networks with their gateways and bridges.
     pub async fn container(&self, name_or_id: &str) -> Result<ContainerFacts> {
+        Ok(self.container_with_config(name_or_id).await?.0)
+    }
+
+    /// IDs and names of the running containers.
+    pub async fn running(&self) -> Result<Vec<(String, String)>> {
+        let list = self
+            .docker
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .map_err(|e| map_err(&self.endpoint, e))?;
+        let mut out: Vec<(String, String)> = list
+            .into_iter()
+            .filter(|c| c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running"))
+            .map(|c| {
+                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
+                (c.id.unwrap_or_default(), name.trim_start_matches('/').to_string())
+            })
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// A container's facts and the configuration that names its targets (environment, command,
+    /// labels). The configuration is returned apart: it holds secrets and is never saved as facts.
+    pub async fn container_with_config(&self, name_or_id: &str) -> Result<(ContainerFacts, ContainerConfig)> {
         let c = self.docker.inspect_container(name_or_id, None).await.map_err(|e| match e {
             BollardError::DockerResponseServerError { status_code: 404, .. } => CollectError::Subject(format!(
                 "no container {name_or_id:?} on the Docker daemon at {}: check the name with `docker ps -a`",
@@ -111,10 +136,16 @@ impl DockerClient {
         networks.sort_by(|a, b| a.name.cmp(&b.name));
         let network_mode = classify_mode(&network_mode_raw, &networks);
 
-        Ok(ContainerFacts {
+        let cfg = c.config.unwrap_or_default();
+        let config = ContainerConfig {
+            env: cfg.env.clone().unwrap_or_default(),
+            command: cfg.entrypoint.clone().unwrap_or_default().into_iter().chain(cfg.cmd.clone().unwrap_or_default()).collect(),
+            labels: cfg.labels.clone().unwrap_or_default().into_iter().collect(),
+        };
+        let facts = ContainerFacts {
             id: c.id.unwrap_or_default(),
             name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
-            image: c.config.and_then(|cfg| cfg.image),
+            image: cfg.image,
             running,
             status,
             pid,
@@ -125,7 +156,8 @@ impl DockerClient {
             dns: host_config.dns.unwrap_or_default(),
             hosts: Vec::new(),
             resolv: None,
-        })
+        };
+        Ok((facts, config))
     }
 
     /// Driver, host bridge name and first subnet of a network; best effort (None when unknown).

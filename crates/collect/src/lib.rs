@@ -9,14 +9,19 @@
 //! - [`resolve`]: name resolution the subject's way (its /etc/hosts, its resolv.conf, DNS from inside).
 //! - [`probe`]: TCP/UDP probes from inside a namespace, concluding early on a reported drop.
 //! - [`cleanup`]: what hostreach created is removed on exit, on error and on Ctrl-C.
+//! - [`mtu`]: the MTU search (DF probes in the subject's namespace) and a TCP transfer with full-sized segments.
+//! - [`capture`], [`pcapng`]: AF_PACKET capture with a kernel BPF filter, written as pcapng (`hostreach trace`).
 //! - [`relay`]: `hostreach relay`: listeners inside a namespace, connections carried to the host with splice.
 
+pub mod capture;
 pub mod cleanup;
 pub mod docker;
 pub mod error;
 pub mod firewall;
+pub mod mtu;
 pub mod netlink;
 pub mod netns;
+pub mod pcapng;
 pub mod probe;
 pub mod relay;
 pub mod resolve;

@@ -31,6 +31,9 @@ pub struct Facts {
     pub sysctls: Vec<SysctlFact>,
     /// What could not be collected, and why (privileges, missing tracefs, ...).
     pub skipped: Vec<Skipped>,
+    /// The MTU search (DF probes from inside the subject's namespace), when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<crate::wire::MtuSearch>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -109,6 +112,17 @@ pub struct ContainerFacts {
     pub hosts: Vec<HostsEntry>,
     /// The subject's resolv.conf, parsed.
     pub resolv: Option<ResolvConf>,
+}
+
+/// The parts of a container's configuration that name what it connects to (environment, command,
+/// labels). Deliberately not serialisable: environments hold secrets and are never saved as facts.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerConfig {
+    /// `KEY=VALUE` entries of Config.Env.
+    pub env: Vec<String>,
+    /// Entrypoint then Cmd.
+    pub command: Vec<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

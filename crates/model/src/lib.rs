@@ -6,7 +6,9 @@ pub mod facts;
 pub mod parse;
 pub mod report;
 pub mod target;
+pub mod wire;
 
 pub use facts::*;
 pub use report::*;
+pub use wire::*;
 pub use target::{Proto, Target, TargetError, TargetHost};

@@ -38,6 +38,8 @@ pub enum Code {
     DropReasonsUnavailable,
     /// The service also listens only on loopback, so the fix for the target alone is not enough.
     AlsoLoopbackOnly,
+    /// Reverse-path filtering (rp_filter) dropped the container's packet (drop reason IP_RPFILTER).
+    RpFilterDrop,
 }
 
 impl Code {
@@ -64,6 +66,7 @@ impl Code {
             Code::HostNetworkMode => "HOST_NETWORK_MODE",
             Code::DropReasonsUnavailable => "DROP_REASONS_UNAVAILABLE",
             Code::AlsoLoopbackOnly => "ALSO_LOOPBACK_ONLY",
+            Code::RpFilterDrop => "RP_FILTER_DROP",
         }
     }
 }
@@ -102,6 +105,12 @@ pub enum Hop {
     HostInput,
     /// The listening socket on the host.
     HostSocket,
+    /// The parent interface of a macvlan/ipvlan container interface, on the host.
+    MacvlanParent,
+    /// The host's interface towards a target it does not own (its route's device).
+    HostEgress,
+    /// A tunnel device (vxlan, geneve, wireguard, ipip, gre) on the way.
+    Tunnel,
 }
 
 impl Hop {
@@ -115,6 +124,9 @@ impl Hop {
             Hop::HostRoute => "host-route",
             Hop::HostInput => "host-input",
             Hop::HostSocket => "host-socket",
+            Hop::MacvlanParent => "macvlan-parent",
+            Hop::HostEgress => "host-egress",
+            Hop::Tunnel => "tunnel",
         }
     }
 }
@@ -137,6 +149,9 @@ pub struct Report {
     /// What could not be checked, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<crate::facts::Skipped>,
+    /// `doctor --all`: where in the container's configuration the target was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +288,14 @@ pub enum Evidence {
     Address { address: String, interface: String },
     /// Evidence that could not be collected, and why: never replaced by a guess.
     Missing { what: String, why: String },
+    /// An MTU: of an interface or route on the path, or what the DF probes found (`path_mtu`, in `probes`).
+    Mtu {
+        detail: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_mtu: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probes: Option<u32>,
+    },
 }
 
 impl Evidence {

@@ -4,9 +4,13 @@
 //! One module per family: [`socket`] (who listens where), [`path`] (the wire), [`fixes`] (the commands).
 //! [`diagnose`] puts them together in the order the packet meets them.
 
+pub mod discover;
 pub mod fixes;
+pub mod mtu;
 pub mod path;
 pub mod socket;
+pub mod wirecheck;
+pub mod wirepath;
 
 use fixes::Place;
 use hostreach_model::target::{is_host_alias, is_loopback};
@@ -86,6 +90,8 @@ pub fn diagnose(facts: &Facts) -> Report {
     let (primary, failed_hop, unknown_from) = decide(&cx, &target);
     let mut findings = vec![primary];
     findings.extend(secondary(&cx, &findings[0]));
+    // The MTU search's verdict, when it ran (a black hole outranks a handshake that "worked").
+    mtu::apply(facts, &mut findings);
 
     let verdict = Verdict { code: findings[0].code, summary: findings[0].summary.clone(), hop: findings[0].hop };
     let path = path::hops(facts, addr.as_ref(), target.port, failed_hop, unknown_from);
@@ -109,6 +115,7 @@ pub fn diagnose(facts: &Facts) -> Report {
         path,
         findings,
         skipped: facts.skipped.clone(),
+        discovered_from: None,
     }
 }
 
@@ -254,6 +261,15 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
     let outcome = probe.map(|p| p.outcome);
     let answered_no = matches!(outcome, Some(ProbeOutcome::Refused) | Some(ProbeOutcome::Unreachable));
 
+    // 4b. The wire itself: a macvlan child targeting its own host; reverse-path filtering.
+    if let Some(f) = wirecheck::macvlan_finding(facts, &addr, probe.map(|_| probe_evidence(cx))) {
+        return (f, Some(Hop::ContainerEth0), None);
+    }
+    let rp_pool: Vec<&DropEvent> = if ours.is_empty() && outcome == Some(ProbeOutcome::NoAnswer) { others.clone() } else { ours.clone() };
+    if let Some(f) = wirecheck::rp_filter_finding(facts, &rp_pool, probe.map(|_| probe_evidence(cx))) {
+        return (f, Some(Hop::Bridge), None);
+    }
+
     // 5. The kernel says a firewall dropped the probe's packet.
     if !netfilter.is_empty() {
         let reject = answered_no;
@@ -291,20 +307,13 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
     // 6. No route.
     let no_route_drop: Vec<&DropEvent> = ours.iter().copied().filter(|e| NO_ROUTE_REASONS.contains(&e.reason.as_str())).collect();
     if outcome == Some(ProbeOutcome::NoRoute) || !no_route_drop.is_empty() {
-        let mut f = finding(Code::NoRoute, Severity::Error, Some(Hop::ContainerEth0), format!("the container has no route to {addr}"));
-        f.evidence.push(probe_evidence(cx));
-        for d in no_route_drop {
-            f.evidence.push(Evidence::drop(d));
-        }
-        if let Some(sn) = &facts.subject_net {
-            let routes: Vec<String> = sn
-                .routes
-                .iter()
-                .filter(|r| r.table == 254)
-                .map(|r| format!("{}/{} via {:?} dev {:?}", r.destination.map(|d| d.to_string()).unwrap_or("default".into()), r.prefix_len, r.gateway, r.oif))
-                .collect();
-            f.evidence.push(Evidence::Route { netns: "container".into(), detail: format!("main table: {}", routes.join("; ")) });
-        }
+        // The container's own table decides first; with a usable route there, the host is the one without.
+        let sub_ok = facts.subject_net.as_ref().is_some_and(|n| path::route_lookup(n, &addr).is_some_and(|r| !wirepath::is_dead_route(r)));
+        let at = if sub_ok && !host_owns { Hop::HostRoute } else { Hop::ContainerEth0 };
+        let mut f = wirepath::no_route_finding(facts, &addr, at);
+        let mut ev = vec![probe_evidence(cx)];
+        ev.extend(no_route_drop.into_iter().map(Evidence::drop));
+        f.evidence.splice(0..0, ev);
         return (f, Some(Hop::ContainerEth0), None);
     }
 

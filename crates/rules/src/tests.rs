@@ -136,6 +136,7 @@ fn bridge_facts(target: &str) -> Facts {
         drops: DropTrace { status: TraceStatus::Recorded, events: vec![] },
         sysctls: vec![],
         skipped: vec![],
+        mtu: None,
     }
 }
 
