@@ -266,7 +266,7 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
         return (f, Some(Hop::ContainerEth0), None);
     }
     let rp_pool: Vec<&DropEvent> = if ours.is_empty() && outcome == Some(ProbeOutcome::NoAnswer) { others.clone() } else { ours.clone() };
-    if let Some(f) = wirecheck::rp_filter_finding(facts, &rp_pool, probe.map(|_| probe_evidence(cx))) {
+    if let Some(f) = wirecheck::rp_filter_finding(facts, &rp_pool, probe.map(|_| probe_evidence(cx)), outcome == Some(ProbeOutcome::NoAnswer)) {
         return (f, Some(Hop::Bridge), None);
     }
 

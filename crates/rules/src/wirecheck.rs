@@ -114,11 +114,14 @@ pub fn macvlan_finding(facts: &Facts, addr: &IpAddr, probe: Option<Evidence>) ->
 
 /// RP_FILTER_DROP: the kernel dropped the container's packet on reverse-path filtering: the host would
 /// route replies to the packet's source out of another interface than the one it came in on.
-pub fn rp_filter_finding(facts: &Facts, drops: &[&DropEvent], probe: Option<Evidence>) -> Option<Finding> {
+///
+/// Without the kernel's IP_RPFILTER report, a probe that got no answer is still named so when the facts show
+/// both halves: strict rp_filter (1) on the ingress interface, and the host's route back to the container's
+/// address leaving by another interface. That is the case before any IP packet: the same check refuses the
+/// container's ARP request for its gateway, so the SYN never leaves (the drop is then NEIGH_FAILED, later,
+/// in a timer, not the probe's).
+pub fn rp_filter_finding(facts: &Facts, drops: &[&DropEvent], probe: Option<Evidence>, no_answer: bool) -> Option<Finding> {
     let rp: Vec<&&DropEvent> = drops.iter().filter(|d| RPFILTER_REASONS.contains(&d.reason.as_str())).collect();
-    if rp.is_empty() {
-        return None;
-    }
     let addr = facts.resolution.as_ref().and_then(|r| r.address);
     let w = wire(facts, addr.as_ref());
     let ingress = w.bridge.map(|b| b.name.clone()).or_else(|| w.host_veth.map(|v| v.name.clone())).unwrap_or_else(|| "INTERFACE".into());
@@ -126,6 +129,12 @@ pub fn rp_filter_finding(facts: &Facts, drops: &[&DropEvent], probe: Option<Evid
     let hn = facts.host_net.as_ref();
     let back = src.and_then(|s| hn.and_then(|h| route_lookup(h, &s).map(|r| (r, describe_route(r, Some(h))))));
     let back_dev = back.as_ref().and_then(|(r, _)| r.oif).and_then(|i| hn.and_then(|h| h.link(i))).map(|l| l.name.clone());
+    let sysctl = |n: &str| facts.sysctls.iter().find(|s| s.name == format!("net.ipv4.conf.{n}.rp_filter")).and_then(|s| s.value.trim().parse::<u8>().ok());
+    let strict = sysctl("all").max(sysctl(&ingress)) == Some(1);
+    let inferred = rp.is_empty() && no_answer && strict && back_dev.as_deref().is_some_and(|d| d != ingress);
+    if rp.is_empty() && !inferred {
+        return None;
+    }
     let src_s = src.map(|s| s.to_string()).unwrap_or_else(|| "the container's address".into());
     let mut f = Finding {
         code: Code::RpFilterDrop,
@@ -146,6 +155,13 @@ pub fn rp_filter_finding(facts: &Facts, drops: &[&DropEvent], probe: Option<Evid
     }
     for d in rp {
         f.evidence.push(Evidence::drop(d));
+    }
+    if inferred {
+        f.summary.push_str(" (the same check refuses its ARP request for the gateway, so no IP packet leaves: the kernel reports no IP_RPFILTER for the probe)");
+        f.evidence.push(Evidence::Missing {
+            what: "drop-reason".into(),
+            why: "no IP_RPFILTER drop was reported for the probe: rp_filter also stops the container's ARP request, and that drop is not attributed to it".into(),
+        });
     }
     for s in facts.sysctls.iter().filter(|s| s.name.ends_with(".rp_filter")) {
         f.evidence.push(Evidence::Sysctl { name: s.name.clone(), value: s.value.clone(), namespace: s.namespace.clone() });
