@@ -193,6 +193,7 @@ pub fn evidence_line(e: &Evidence) -> String {
         Evidence::Docker { field, value } => format!("{} {field} = {value}", paint(BOLD, "docker  ")),
         Evidence::Address { address, interface } => format!("{} {address} is the host's, on {interface}", paint(BOLD, "address ")),
         Evidence::Missing { what, why } => format!("{} {what}: {why}", paint(YELLOW, "missing ")),
+        Evidence::Pressure { namespace, detail, .. } => format!("{} {detail} ({namespace})", paint(BOLD, "pressure")),
         Evidence::Mtu { detail, .. } => format!("{} {detail}", paint(BOLD, "mtu     ")),
     }
 }

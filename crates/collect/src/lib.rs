@@ -7,6 +7,7 @@
 //! - [`tracefs`]: `skb:kfree_skb` drop reasons in a private tracefs instance, removed afterwards.
 //! - [`netns`]: entering network namespaces on dedicated threads.
 //! - [`resolve`]: name resolution the subject's way (its /etc/hosts, its resolv.conf, DNS from inside).
+//! - [`pressure`]: ephemeral ports, accept-queue counters and conntrack of a namespace (issue 5).
 //! - [`probe`]: TCP/UDP probes from inside a namespace, concluding early on a reported drop.
 //! - [`cleanup`]: what hostreach created is removed on exit, on error and on Ctrl-C.
 //! - [`mtu`]: the MTU search (DF probes in the subject's namespace) and a TCP transfer with full-sized segments.
@@ -22,6 +23,7 @@ pub mod mtu;
 pub mod netlink;
 pub mod netns;
 pub mod pcapng;
+pub mod pressure;
 pub mod probe;
 pub mod relay;
 pub mod resolve;

@@ -183,15 +183,21 @@ fn inet_request(family: u8, protocol: u8, states: StateFlags, port: Option<u16>)
 /// u16 no; }` is followed by one carrying the port in `no`; a jump past the end (`no` = remaining + 4)
 /// rejects the socket.
 fn port_filter_attr(port: u16) -> [u8; 20] {
-    const INET_DIAG_REQ_BYTECODE: u16 = 1;
     const INET_DIAG_BC_S_GE: u8 = 2;
     const INET_DIAG_BC_S_LE: u8 = 3;
-    let ops: [(u8, u8, u16); 4] = [
-        (INET_DIAG_BC_S_GE, 8, 20),
-        (0, 0, port),
-        (INET_DIAG_BC_S_LE, 8, 12),
-        (0, 0, port),
-    ];
+    port_range_attr(INET_DIAG_BC_S_GE, INET_DIAG_BC_S_LE, port)
+}
+
+/// The same on the remote (destination) port: `dport >= P && dport <= P`.
+fn remote_port_filter_attr(port: u16) -> [u8; 20] {
+    const INET_DIAG_BC_D_GE: u8 = 4;
+    const INET_DIAG_BC_D_LE: u8 = 5;
+    port_range_attr(INET_DIAG_BC_D_GE, INET_DIAG_BC_D_LE, port)
+}
+
+fn port_range_attr(ge: u8, le: u8, port: u16) -> [u8; 20] {
+    const INET_DIAG_REQ_BYTECODE: u16 = 1;
+    let ops: [(u8, u8, u16); 4] = [(ge, 8, 20), (0, 0, port), (le, 8, 12), (0, 0, port)];
     let mut attr = [0u8; 20];
     attr[0..2].copy_from_slice(&20u16.to_ne_bytes());
     attr[2..4].copy_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
@@ -202,6 +208,44 @@ fn port_filter_attr(port: u16) -> [u8; 20] {
         attr[o + 2..o + 4].copy_from_slice(&no.to_ne_bytes());
     }
     attr
+}
+
+/// Sockets of the calling thread's namespace connected to `dest` (every state, TIME_WAIT
+/// included; the remote port is filtered in the kernel), without owners: the local ports in use
+/// towards one destination. An IPv4 destination also matches AF_INET6 sockets connected to its
+/// IPv4-mapped address.
+pub fn connected_to_current(dest: std::net::SocketAddr, proto: Proto) -> Result<Vec<SocketFact>> {
+    let ipproto = if proto == Proto::Tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+    let want = |a: &IpAddr| match (a, dest.ip()) {
+        (IpAddr::V6(v6), IpAddr::V4(d)) => v6.to_ipv4_mapped() == Some(d),
+        (a, d) => *a == d,
+    };
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        if family == AF_INET && dest.is_ipv6() {
+            continue;
+        }
+        let mut request = inet_request(family, ipproto, StateFlags::all(), None);
+        request.extend_from_slice(&remote_port_filter_attr(dest.port()));
+        let len = request.len() as u32;
+        request[0..4].copy_from_slice(&len.to_ne_bytes());
+        let what = format!("listing {proto} sockets connected to {dest} (sock_diag)");
+        let answers: Vec<SockDiagMessage> = match crate::netlink::dump(NETLINK_SOCK_DIAG, &mut request, &what) {
+            Ok(a) => a,
+            Err(e) if crate::netlink::errno_of(&e) == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        for a in answers {
+            if let SockDiagMessage::InetResponse(r) = a
+                && let Some(fact) = socket_fact(proto, &r)
+                && fact.remote_port == Some(dest.port())
+                && fact.remote_address.as_ref().is_some_and(want)
+            {
+                out.push(fact);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A TCP state as `ss` names it.

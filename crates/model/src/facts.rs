@@ -31,9 +31,23 @@ pub struct Facts {
     pub sysctls: Vec<SysctlFact>,
     /// What could not be collected, and why (privileges, missing tracefs, ...).
     pub skipped: Vec<Skipped>,
+    /// Pressure of the host's and the subject's namespaces: ephemeral ports, accept queues,
+    /// conntrack (issue 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pressure: Vec<crate::pressure::PressureFacts>,
     /// The MTU search (DF probes from inside the subject's namespace), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<crate::wire::MtuSearch>,
+    /// Other running containers and their networks, read when a name did not resolve (it may be one of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerContainer>,
+}
+
+/// Another running container: its name and the Docker networks it is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerContainer {
+    pub name: String,
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -4,11 +4,13 @@
 
 pub mod facts;
 pub mod parse;
+pub mod pressure;
 pub mod report;
 pub mod target;
 pub mod wire;
 
 pub use facts::*;
+pub use pressure::{PressureCounters, PressureFacts};
 pub use report::*;
 pub use wire::*;
 pub use target::{Proto, Target, TargetError, TargetHost};

@@ -288,6 +288,16 @@ pub enum Evidence {
     Address { address: String, interface: String },
     /// Evidence that could not be collected, and why: never replaced by a guess.
     Missing { what: String, why: String },
+    /// A resource against its limit in one namespace (issue 5): `ephemeral-ports`, `accept-queue`,
+    /// `listen-overflows`, `conntrack`, with the numbers.
+    Pressure {
+        resource: String,
+        namespace: String,
+        used: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+        detail: String,
+    },
     /// An MTU: of an interface or route on the path, or what the DF probes found (`path_mtu`, in `probes`).
     Mtu {
         detail: String,

@@ -8,6 +8,7 @@ pub mod discover;
 pub mod fixes;
 pub mod mtu;
 pub mod path;
+pub mod pressure;
 pub mod socket;
 pub mod wirecheck;
 pub mod wirepath;
@@ -51,6 +52,18 @@ pub fn host_keyword_address(facts: &Facts) -> Option<(IpAddr, String)> {
         .map(|g| (g, "the default route's gateway".into()))
 }
 
+/// Where `--add-host NAME:host-gateway` points: the daemon's `host-gateway-ip`, else the address of
+/// the default bridge (docker0), whatever network the container is on (moby PR 40007).
+pub fn host_gateway(facts: &Facts) -> Option<IpAddr> {
+    let settings = facts.daemon.as_ref().and_then(|d| d.settings.as_ref());
+    if let Some(ip) = settings.and_then(|s| s.host_gateway_ip.as_deref()).and_then(|s| s.parse().ok()) {
+        return Some(ip);
+    }
+    let hn = facts.host_net.as_ref()?;
+    let docker0 = hn.link_by_name("docker0")?;
+    hn.addrs_of(docker0.index).find(|a| a.address.is_ipv4()).map(|a| a.address)
+}
+
 /// Attributed drops of the probe's own packets, then the rest recorded during the probe.
 fn probe_drops(facts: &Facts) -> (Vec<&DropEvent>, Vec<&DropEvent>) {
     facts.drops.events.iter().partition(|e| e.attributed)
@@ -84,12 +97,19 @@ pub fn diagnose(facts: &Facts) -> Report {
         subnet: net.and_then(|n| n.subnet.clone()),
         bridge: w.bridge.map(|b| b.name.clone()).or_else(|| net.and_then(|n| n.bridge.clone())),
         network: net.map(|n| n.name.clone()),
+        host_gateway: host_gateway(facts),
+        docker_iptables_off: facts.daemon.as_ref().and_then(|d| d.settings.as_ref()).and_then(|s| s.iptables) == Some(false),
     };
     let cx = Ctx { facts, addr, port: target.port, proto: target.proto, place, mode, own_netns };
 
     let (primary, failed_hop, unknown_from) = decide(&cx, &target);
     let mut findings = vec![primary];
     findings.extend(secondary(&cx, &findings[0]));
+    // Shortages above 80% of their limit (issue 5), even when the probe succeeded.
+    if let Some(a) = addr {
+        let w = pressure::warnings(&pressure_input(&cx, a), findings[0].code);
+        findings.extend(w);
+    }
     // The MTU search's verdict, when it ran (a black hole outranks a handshake that "worked").
     mtu::apply(facts, &mut findings);
 
@@ -184,8 +204,22 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
         if res.dns_queries.is_empty() {
             f.evidence.push(Evidence::Missing { what: "dns".into(), why: "no DNS query could be sent".into() });
         }
+        let peer = (!alias).then(|| facts.peers.iter().find(|p| p.name.eq_ignore_ascii_case(&name))).flatten();
         f.fix = if alias {
             fixes::host_alias(&name, &cx.place)
+        } else if let (Some(peer), Some(c)) = (peer, facts.subject.container()) {
+            // It is another container's name: containers find each other by name only through
+            // Docker's embedded DNS (127.0.0.11), which user-defined networks have and the default
+            // bridge does not.
+            let mine: Vec<&str> = c.networks.iter().map(|n| n.name.as_str()).collect();
+            let shared: Vec<&String> = peer.networks.iter().filter(|n| mine.contains(&n.as_str()) && n.as_str() != "bridge").collect();
+            f.evidence.push(Evidence::Docker { field: format!("container {}", peer.name), value: format!("running, on networks: {}", peer.networks.join(", ")) });
+            f.summary = if shared.is_empty() {
+                format!("{name} is a container, but {} shares no user-defined network with it: on the default bridge containers cannot resolve each other's names (no embedded DNS at 127.0.0.11)", c.name)
+            } else {
+                format!("{name} is a container on the same network, yet its name does not resolve in {}", c.name)
+            };
+            fixes::peer_network(&c.name, &peer.name)
         } else {
             let servers: Vec<IpAddr> = res.dns_queries.iter().map(|q| q.server).collect();
             let mut uniq = servers.clone();
@@ -268,6 +302,16 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
     let rp_pool: Vec<&DropEvent> = if ours.is_empty() && outcome == Some(ProbeOutcome::NoAnswer) { others.clone() } else { ours.clone() };
     if let Some(f) = wirecheck::rp_filter_finding(facts, &rp_pool, probe.map(|_| probe_evidence(cx)), outcome == Some(ProbeOutcome::NoAnswer)) {
         return (f, Some(Hop::Bridge), None);
+    }
+
+    // 4c. Shortages (issue 5): no free local port (EADDRNOTAVAIL); conntrack refusing new flows
+    // (a NETFILTER_DROP no rule made, while a table is at its limit): never a FIREWALL_DROP.
+    if let Some(f) = pressure::ephemeral_verdict(&pressure_input(cx, addr)) {
+        return (f, Some(Hop::ContainerEth0), None);
+    }
+    if let Some(f) = pressure::conntrack_verdict(&pressure_input(cx, addr), &ours) {
+        let hop = f.hop;
+        return (f, hop, None);
     }
 
     // 5. The kernel says a firewall dropped the probe's packet.
@@ -442,6 +486,11 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
         }
     }
 
+    // 8b. No answer from a listener whose accept queue is full (issue 5).
+    if host_owns && let Some(f) = pressure::backlog_verdict(&pressure_input(cx, addr), &ours) {
+        return (f, Some(Hop::HostSocket), None);
+    }
+
     // 9. Nothing explains it: say what was seen and what is missing; never guess.
     let summary = match outcome {
         Some(ProbeOutcome::NoAnswer) => format!("{} did not answer within {} ms and the kernel reported no drop of the probe's packet", fmt_ep(&addr, port), probe.map(|p| p.timeout_ms).unwrap_or(0)),
@@ -525,6 +574,17 @@ fn secondary(cx: &Ctx, primary: &Finding) -> Vec<Finding> {
         out.push(f);
     }
     out
+}
+
+fn pressure_input<'a>(cx: &'a Ctx, addr: IpAddr) -> pressure::Input<'a> {
+    pressure::Input {
+        facts: cx.facts,
+        addr,
+        port: cx.port,
+        proto: cx.proto,
+        place: &cx.place,
+        probe: cx.facts.probe.as_ref().map(|_| probe_evidence(cx)),
+    }
 }
 
 fn push_probe_and_drops(cx: &Ctx, f: &mut Finding, ours: &[&DropEvent]) {
