@@ -38,16 +38,6 @@ pub struct Facts {
     /// The MTU search (DF probes from inside the subject's namespace), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<crate::wire::MtuSearch>,
-    /// Other running containers and their networks, read when a name did not resolve (it may be one of them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub peers: Vec<PeerContainer>,
-}
-
-/// Another running container: its name and the Docker networks it is on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerContainer {
-    pub name: String,
-    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
