@@ -172,6 +172,13 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
         .name("hr-sockets".into())
         .spawn(move || sockets::read_current(&sock_q))
         .map_err(|e| Failure::cannot(format!("spawning a thread: {e}")))?;
+    // Pressure (issue 5): counters before the probe, ports/queues/conntrack read while it runs,
+    // counters again after it.
+    let pressure = hostreach_collect::pressure::Session::begin(
+        netns.as_ref().filter(|ns| can_enter && !ns.same_as(&host_ns)),
+        address.map(|a| (SocketAddr::new(a, target.port), proto)),
+        netns.as_ref().is_some_and(|ns| ns.same_as(&host_ns)),
+    );
 
     if let Some(addr) = address
         && !network_none
@@ -208,6 +215,13 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
         }
     }
 
+    match pressure.map(|p| p.finish()) {
+        Ok((p, errors)) => {
+            facts.pressure = p;
+            facts.skipped.extend(errors.into_iter().map(|why| Skipped { what: "pressure".into(), why }));
+        }
+        Err(e) => facts.skipped.push(Skipped { what: "pressure".into(), why: e.to_string() }),
+    }
     match sockets_thread.join() {
         Ok(Ok(s)) => {
             if s.iter().any(|x| x.process.is_none()) && !root {
