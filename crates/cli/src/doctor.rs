@@ -156,6 +156,14 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
         }
     };
     facts.resolution = resolution;
+    // A name that does not resolve may be another container's: learn the others and their networks.
+    if facts.resolution.as_ref().is_some_and(|r| r.source == ResolutionSource::Unresolved)
+        && facts.subject.container().is_some()
+        && let Ok(client) = hostreach_collect::docker::DockerClient::connect(&hostreach_collect::docker::endpoint(docker_host)).await
+        && let Ok(peers) = client.peers().await
+    {
+        facts.peers = peers;
+    }
 
     let network_none = facts.subject.container().is_some_and(|c| c.network_mode == NetworkMode::None);
     let address = facts.resolution.as_ref().and_then(|r| r.address);

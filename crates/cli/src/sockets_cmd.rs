@@ -7,8 +7,9 @@ use crate::exit::{self, Failure};
 use clap::Args;
 use hostreach_collect::netlink;
 use hostreach_collect::netns::Netns;
+use hostreach_collect::pressure;
 use hostreach_collect::sockets::{self, SocketQuery};
-use hostreach_model::{NetnsFacts, Proto, SCHEMA, SocketFact};
+use hostreach_model::{NetnsFacts, PressureFacts, Proto, SCHEMA, SocketFact};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ struct Output<'a> {
     schema: &'static str,
     namespace: String,
     sockets: Vec<Row<'a>>,
+    /// Ephemeral ports, accept queues and conntrack of the namespace (issue 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pressure: Option<hostreach_rules::pressure::Summary>,
 }
 
 #[derive(Serialize)]
@@ -61,8 +65,9 @@ struct Row<'a> {
 
 pub fn run(rt: &tokio::runtime::Runtime, args: &SocketsArgs, format: Format, docker_host: Option<&str>) -> i32 {
     match rt.block_on(collect(args, docker_host)) {
-        Ok((label, ns_facts, socks)) => {
-            print(format, &label, &ns_facts, &socks);
+        Ok((label, ns_facts, socks, pressure)) => {
+            let summary = pressure.map(|p| hostreach_rules::pressure::summary(&p, &socks));
+            print(format, &label, &ns_facts, &socks, summary);
             exit::OK
         }
         Err(f) => {
@@ -72,7 +77,9 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &SocketsArgs, format: Format, doc
     }
 }
 
-async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<(String, NetnsFacts, Vec<SocketFact>), Failure> {
+type Collected = (String, NetnsFacts, Vec<SocketFact>, Option<PressureFacts>);
+
+async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<Collected, Failure> {
     let q = SocketQuery {
         tcp: !args.udp,
         udp: !args.tcp,
@@ -82,14 +89,15 @@ async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<(Strin
     };
     let any_subject = args.container.is_some() || args.pid.is_some() || args.netns.is_some();
     if !any_subject {
-        let (links, socks) = std::thread::scope(|s| {
+        let (links, socks, pressure) = std::thread::scope(|s| {
             let l = s.spawn(netlink::read_current);
+            let p = s.spawn(|| pressure::read_here("host", pressure::Want { to: None }));
             let so = sockets::read_current(&q);
-            (l.join(), so)
+            (l.join(), so, p.join().ok())
         });
         let links = links.map_err(|_| Failure::cannot("the netlink reader panicked"))?.map_err(Failure::from_collect)?;
         let socks = socks.map_err(Failure::from_collect)?;
-        return Ok(("host".into(), links, socks));
+        return Ok(("host".into(), links, socks, pressure));
     }
     let r = crate::subject::resolve(args.container.as_deref(), args.pid, args.netns.as_deref(), docker_host).await?;
     let label = crate::subject::label(&r.subject);
@@ -98,10 +106,11 @@ async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<(Strin
     })?;
     let links = netlink::read(&ns).map_err(Failure::from_collect)?;
     let socks = sockets::read(&ns, &q).map_err(Failure::from_collect)?;
-    Ok((label, links, socks))
+    let pressure = pressure::read(&ns, "subject", pressure::Want { to: None }).ok();
+    Ok((label, links, socks, pressure))
 }
 
-fn print(format: Format, label: &str, ns: &NetnsFacts, socks: &[SocketFact]) {
+fn print(format: Format, label: &str, ns: &NetnsFacts, socks: &[SocketFact], pressure: Option<hostreach_rules::pressure::Summary>) {
     let rows: Vec<Row> = socks
         .iter()
         .map(|s| {
@@ -113,7 +122,7 @@ fn print(format: Format, label: &str, ns: &NetnsFacts, socks: &[SocketFact]) {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     match format {
         Format::Json => {
-            let o = Output { schema: SCHEMA, namespace: label.to_string(), sockets: rows };
+            let o = Output { schema: SCHEMA, namespace: label.to_string(), sockets: rows, pressure };
             let _ = serde_json::to_writer(&mut out, &o);
             let _ = writeln!(out);
         }
@@ -141,6 +150,9 @@ fn print(format: Format, label: &str, ns: &NetnsFacts, socks: &[SocketFact]) {
                 };
                 let _ = writeln!(out, "{proto:<5} {:<11} {:<40} {peer:<40} {proc_:<28} {reach}", s.state, s.local_endpoint());
             }
+            if let Some(p) = &pressure {
+                print_pressure(&mut out, p);
+            }
         }
     }
     let _ = out.flush();
@@ -150,5 +162,63 @@ fn endpoint(a: std::net::IpAddr, p: u16) -> String {
     match a {
         std::net::IpAddr::V6(v6) => format!("[{v6}]:{p}"),
         _ => format!("{a}:{p}"),
+    }
+}
+
+/// The pressure summary under the table: a few lines, the numbers against their limits.
+fn print_pressure(out: &mut impl Write, p: &hostreach_rules::pressure::Summary) {
+    let _ = writeln!(out, "\npressure");
+    if let Some(e) = &p.ephemeral_ports {
+        let busiest = e
+            .busiest
+            .as_ref()
+            .map(|b| format!("; busiest destination {} with {} ({}%)", b.destination, b.in_use, b.percent))
+            .unwrap_or_default();
+        let reserved = if e.reserved.is_empty() { String::new() } else { format!(", {} reserved", e.reserved.iter().map(|[a, b]| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect::<Vec<_>>().join(",")) };
+        let _ = writeln!(
+            out,
+            "  ephemeral ports  range {}-{}{reserved}: {} usable per destination; {} in use{busiest}; {} TIME_WAIT; tcp_tw_reuse {}",
+            e.range[0],
+            e.range[1],
+            e.usable,
+            e.in_use,
+            e.time_wait,
+            e.tcp_tw_reuse.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
+        );
+    }
+    let q = &p.accept_queues;
+    let fullest = q
+        .fullest
+        .as_ref()
+        .map(|f| format!("fullest {} {} {}/{} ({}%)", f.local, f.process.as_deref().unwrap_or("-"), f.queued, f.backlog, f.percent))
+        .unwrap_or_else(|| "none waiting".into());
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    let _ = writeln!(
+        out,
+        "  accept queues    {} listener(s) with connections waiting; {fullest}; somaxconn {}; ListenOverflows {} ListenDrops {} (since boot)",
+        q.listeners_queued,
+        q.somaxconn.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
+        opt(q.listen_overflows),
+        opt(q.listen_drops)
+    );
+    match &p.conntrack {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "  conntrack        {} of {} entries ({}%); drop {} early_drop {} insert_failed {} (since boot)",
+                c.count,
+                c.max,
+                c.percent,
+                opt(c.drop),
+                opt(c.early_drop),
+                opt(c.insert_failed)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  conntrack        not loaded (no nf_conntrack in this kernel)");
+        }
+    }
+    for w in &p.warnings {
+        let _ = writeln!(out, "  warning          {w}");
     }
 }

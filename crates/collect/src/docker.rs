@@ -3,7 +3,7 @@
 use crate::error::{CollectError, Result};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use hostreach_model::{ContainerConfig, ContainerFacts, DaemonFacts, NetworkAttachment, NetworkMode};
+use hostreach_model::{ContainerConfig, ContainerFacts, DaemonFacts, DaemonSettings, NetworkAttachment, NetworkMode};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -70,12 +70,32 @@ impl DockerClient {
             kernel_version: v.kernel_version,
             firewall_backend: backend,
             endpoint: self.endpoint.clone(),
+            settings: daemon_settings(),
         })
     }
 
     /// A container's facts: state, PID, network mode, networks with their gateways and bridges.
     pub async fn container(&self, name_or_id: &str) -> Result<ContainerFacts> {
         Ok(self.container_with_config(name_or_id).await?.0)
+    }
+
+    /// The running containers with the networks each is on.
+    pub async fn peers(&self) -> Result<Vec<hostreach_model::PeerContainer>> {
+        let list = self
+            .docker
+            .list_containers(None::<bollard::query_parameters::ListContainersOptions>)
+            .await
+            .map_err(|e| map_err(&self.endpoint, e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let mut networks: Vec<String> =
+                    c.network_settings.and_then(|n| n.networks).map(|m| m.into_keys().collect()).unwrap_or_default();
+                networks.sort();
+                let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
+                hostreach_model::PeerContainer { name: name.trim_start_matches('/').to_string(), networks }
+            })
+            .collect())
     }
 
     /// IDs and names of the running containers.
@@ -182,6 +202,79 @@ impl DockerClient {
     }
 }
 
+/// The settings of the dockerd that runs in this process's network namespace: found through /proc
+/// (a `dockerd` whose /proc/PID/ns/net is ours), its `--config-file` (default /etc/docker/daemon.json)
+/// and the flags on its command line, which win over the file as dockerd itself does.
+pub fn daemon_settings() -> Option<DaemonSettings> {
+    let ours = std::fs::metadata("/proc/thread-self/ns/net").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let mut found: Option<(u32, Vec<String>)> = None;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "dockerd") {
+            continue;
+        }
+        let ns = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if ns.is_none() || ns != ours {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args = cmd.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        found = Some((pid, args));
+        break;
+    }
+    let (pid, args) = found?;
+    Some(settings_from(pid, &args, |p| std::fs::read_to_string(p).ok()))
+}
+
+/// Pure part of [`daemon_settings`]: flags, then the file for what the flags leave unset.
+pub fn settings_from(pid: u32, args: &[String], read: impl Fn(&str) -> Option<String>) -> DaemonSettings {
+    let flag = |name: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        let mut it = args.iter().skip(1);
+        while let Some(a) = it.next() {
+            if let Some(val) = a.strip_prefix(&format!("--{name}=")) {
+                v.push(val.to_string());
+            } else if a == &format!("--{name}") {
+                if let Some(val) = it.clone().next().filter(|x| !x.starts_with("--")) {
+                    v.push(val.clone());
+                    it.next();
+                } else {
+                    v.push("true".into());
+                }
+            }
+        }
+        v
+    };
+    let config_file = flag("config-file").pop().unwrap_or_else(|| "/etc/docker/daemon.json".into());
+    let text = read(&config_file);
+    let json: serde_json::Value = text.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let s = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let b = |k: &str| json.get(k).and_then(|v| v.as_bool());
+    let fb = |name: &str| flag(name).pop().map(|v| v != "false");
+    DaemonSettings {
+        config_file: text.is_some().then_some(config_file),
+        pid: Some(pid),
+        bip: flag("bip").pop().or_else(|| s("bip")),
+        default_address_pools: json
+            .get("default-address-pools")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(|p| format!("{} in /{}s", p["base"].as_str().unwrap_or("?"), p["size"].as_u64().unwrap_or(0))).collect())
+            .unwrap_or_default(),
+        mtu: flag("mtu").pop().and_then(|m| m.parse().ok()).or_else(|| json.get("mtu").and_then(|v| v.as_u64()).map(|m| m as u32)),
+        host_gateway_ip: flag("host-gateway-ip").pop().or_else(|| s("host-gateway-ip")),
+        iptables: fb("iptables").or_else(|| b("iptables")),
+        userland_proxy: fb("userland-proxy").or_else(|| b("userland-proxy")),
+        dns: {
+            let f = flag("dns");
+            if f.is_empty() {
+                json.get("dns").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+            } else {
+                f
+            }
+        },
+    }
+}
+
 fn parse_ip(s: Option<&str>) -> Option<IpAddr> {
     s.filter(|s| !s.is_empty()).and_then(|s| s.parse().ok())
 }
@@ -282,6 +375,28 @@ mod tests {
         assert_eq!(classify_mode("app_default", &[net("app_default", "bridge")]), NetworkMode::UserBridge);
         assert_eq!(classify_mode("mv", &[net("mv", "macvlan")]), NetworkMode::Macvlan);
         assert_eq!(classify_mode("default", &[]), NetworkMode::Bridge);
+    }
+
+    #[test]
+    fn settings_flags_win_over_the_file() {
+        let args: Vec<String> = ["dockerd", "--config-file", "/x/daemon.json", "--mtu=1400", "--iptables=false", "--dns", "10.0.0.53"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let file = r#"{"mtu": 1500, "bip": "10.99.0.1/24", "host-gateway-ip": "10.99.0.1", "userland-proxy": false,
+                       "default-address-pools": [{"base": "10.200.0.0/16", "size": 24}]}"#;
+        let s = settings_from(7, &args, |p| (p == "/x/daemon.json").then(|| file.to_string()));
+        assert_eq!(s.config_file.as_deref(), Some("/x/daemon.json"));
+        assert_eq!(s.mtu, Some(1400));
+        assert_eq!(s.bip.as_deref(), Some("10.99.0.1/24"));
+        assert_eq!(s.host_gateway_ip.as_deref(), Some("10.99.0.1"));
+        assert_eq!(s.iptables, Some(false));
+        assert_eq!(s.userland_proxy, Some(false));
+        assert_eq!(s.dns, vec!["10.0.0.53"]);
+        assert_eq!(s.default_address_pools, vec!["10.200.0.0/16 in /24s"]);
+        let none = settings_from(7, &["dockerd".to_string()], |_| None);
+        assert_eq!(none.config_file, None);
+        assert_eq!(none.mtu, None);
     }
 
     #[test]

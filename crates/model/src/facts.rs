@@ -38,6 +38,16 @@ pub struct Facts {
     /// The MTU search (DF probes from inside the subject's namespace), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<crate::wire::MtuSearch>,
+    /// Other running containers and their networks, read when a name did not resolve (it may be one of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerContainer>,
+}
+
+/// Another running container: its name and the Docker networks it is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerContainer {
+    pub name: String,
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -50,6 +60,27 @@ pub struct DaemonFacts {
     pub firewall_backend: Option<String>,
     /// The socket hostreach talked to.
     pub endpoint: String,
+    /// The daemon's settings that matter for container-to-host traffic, from its configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<DaemonSettings>,
+}
+
+/// What dockerd was configured with (daemon.json and its command line), for the keys that shape
+/// container-to-host traffic. Absent keys are Docker's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonSettings {
+    /// The file read (`--config-file`, else /etc/docker/daemon.json); None if there is none.
+    pub config_file: Option<String>,
+    /// The dockerd process found in this network namespace.
+    pub pid: Option<u32>,
+    pub bip: Option<String>,
+    pub default_address_pools: Vec<String>,
+    pub mtu: Option<u32>,
+    pub host_gateway_ip: Option<String>,
+    /// `iptables: false`: Docker manages no firewall rules.
+    pub iptables: Option<bool>,
+    pub userland_proxy: Option<bool>,
+    pub dns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -149,6 +149,9 @@ pub struct Report {
     /// What could not be checked, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<crate::facts::Skipped>,
+    /// The Docker daemon: version, firewall backend, the settings that matter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<crate::facts::DaemonFacts>,
     /// `doctor --all`: where in the container's configuration the target was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discovered_from: Option<String>,

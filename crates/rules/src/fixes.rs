@@ -16,6 +16,10 @@ pub struct Place {
     pub bridge: Option<String>,
     /// The Docker network's name.
     pub network: Option<String>,
+    /// Where `host-gateway` points: the daemon's host-gateway-ip, else the default bridge's address.
+    pub host_gateway: Option<IpAddr>,
+    /// The daemon runs with `iptables: false`: it manages no firewall rules.
+    pub docker_iptables_off: bool,
 }
 
 impl Place {
@@ -166,7 +170,11 @@ pub fn firewall(place: &Place, port: u16, proto: Proto) -> Vec<Fix> {
             ],
         ),
         Fix::new(
-            "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, which container-to-host packets never cross",
+            if place.docker_iptables_off {
+                "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, which container-to-host packets never cross (and this daemon runs with iptables: false, so it manages no rules at all: the INPUT rules are yours)"
+            } else {
+                "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, which container-to-host packets never cross"
+            },
             Vec::<String>::new(),
         ),
     ]
@@ -195,7 +203,10 @@ pub fn container_loopback(place: &Place, port: u16, alias_mapped: bool) -> Vec<F
 pub fn host_alias(name: &str, place: &Place) -> Vec<Fix> {
     vec![
         Fix::new(
-            format!("Map {name} to the host when the container is created (on Linux Docker does not add it by itself); it resolves to the default bridge's address ({})", place.gw()),
+            format!(
+                "Map {name} to the host when the container is created (on Linux Docker does not add it by itself); host-gateway is {}, also from user-defined networks",
+                place.host_gateway.map(|g| g.to_string()).unwrap_or_else(|| "the default bridge's address (docker0)".into())
+            ),
             [
                 format!("docker run --add-host {name}:host-gateway ..."),
                 "# compose, under the service:".to_string(),
@@ -219,6 +230,18 @@ pub fn name_unresolved(name: &str, servers: &[IpAddr]) -> Vec<Fix> {
             if list.is_empty() { "none configured".into() } else { list.join(", ") }
         ),
         [format!("docker run --add-host {name}:<address> ...   # compose: extra_hosts: [\"{name}:<address>\"]")],
+    )]
+}
+
+/// Two containers that must find each other by name: put them on one user-defined network.
+pub fn peer_network(container: &str, peer: &str) -> Vec<Fix> {
+    vec![Fix::new(
+        format!("Put {container} and {peer} on one user-defined network, where Docker's embedded DNS resolves container names (compose does this for a project's services)"),
+        [
+            "docker network create app-net".to_string(),
+            format!("docker network connect app-net {container}"),
+            format!("docker network connect app-net {peer}"),
+        ],
     )]
 }
 

@@ -52,6 +52,18 @@ pub fn host_keyword_address(facts: &Facts) -> Option<(IpAddr, String)> {
         .map(|g| (g, "the default route's gateway".into()))
 }
 
+/// Where `--add-host NAME:host-gateway` points: the daemon's `host-gateway-ip`, else the address of
+/// the default bridge (docker0), whatever network the container is on (moby PR 40007).
+pub fn host_gateway(facts: &Facts) -> Option<IpAddr> {
+    let settings = facts.daemon.as_ref().and_then(|d| d.settings.as_ref());
+    if let Some(ip) = settings.and_then(|s| s.host_gateway_ip.as_deref()).and_then(|s| s.parse().ok()) {
+        return Some(ip);
+    }
+    let hn = facts.host_net.as_ref()?;
+    let docker0 = hn.link_by_name("docker0")?;
+    hn.addrs_of(docker0.index).find(|a| a.address.is_ipv4()).map(|a| a.address)
+}
+
 /// Attributed drops of the probe's own packets, then the rest recorded during the probe.
 fn probe_drops(facts: &Facts) -> (Vec<&DropEvent>, Vec<&DropEvent>) {
     facts.drops.events.iter().partition(|e| e.attributed)
@@ -85,6 +97,8 @@ pub fn diagnose(facts: &Facts) -> Report {
         subnet: net.and_then(|n| n.subnet.clone()),
         bridge: w.bridge.map(|b| b.name.clone()).or_else(|| net.and_then(|n| n.bridge.clone())),
         network: net.map(|n| n.name.clone()),
+        host_gateway: host_gateway(facts),
+        docker_iptables_off: facts.daemon.as_ref().and_then(|d| d.settings.as_ref()).and_then(|s| s.iptables) == Some(false),
     };
     let cx = Ctx { facts, addr, port: target.port, proto: target.proto, place, mode, own_netns };
 
@@ -121,6 +135,7 @@ pub fn diagnose(facts: &Facts) -> Report {
         path,
         findings,
         skipped: facts.skipped.clone(),
+        daemon: facts.daemon.clone(),
         discovered_from: None,
     }
 }
@@ -190,8 +205,22 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
         if res.dns_queries.is_empty() {
             f.evidence.push(Evidence::Missing { what: "dns".into(), why: "no DNS query could be sent".into() });
         }
+        let peer = (!alias).then(|| facts.peers.iter().find(|p| p.name.eq_ignore_ascii_case(&name))).flatten();
         f.fix = if alias {
             fixes::host_alias(&name, &cx.place)
+        } else if let (Some(peer), Some(c)) = (peer, facts.subject.container()) {
+            // It is another container's name: containers find each other by name only through
+            // Docker's embedded DNS (127.0.0.11), which user-defined networks have and the default
+            // bridge does not.
+            let mine: Vec<&str> = c.networks.iter().map(|n| n.name.as_str()).collect();
+            let shared: Vec<&String> = peer.networks.iter().filter(|n| mine.contains(&n.as_str()) && n.as_str() != "bridge").collect();
+            f.evidence.push(Evidence::Docker { field: format!("container {}", peer.name), value: format!("running, on networks: {}", peer.networks.join(", ")) });
+            f.summary = if shared.is_empty() {
+                format!("{name} is a container, but {} shares no user-defined network with it: on the default bridge containers cannot resolve each other's names (no embedded DNS at 127.0.0.11)", c.name)
+            } else {
+                format!("{name} is a container on the same network, yet its name does not resolve in {}", c.name)
+            };
+            fixes::peer_network(&c.name, &peer.name)
         } else {
             let servers: Vec<IpAddr> = res.dns_queries.iter().map(|q| q.server).collect();
             let mut uniq = servers.clone();

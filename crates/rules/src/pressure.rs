@@ -852,3 +852,209 @@ mod tests {
         assert_eq!((p.in_use, p.usable), (1, 4));
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// `hostreach sockets`: the pressure summary of one namespace
+
+/// The ephemeral ports of a namespace, from its socket table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PortsSummary {
+    pub range: [u16; 2],
+    pub reserved: Vec<[u16; 2]>,
+    /// The range minus the reserved ports.
+    pub usable: u32,
+    /// Distinct local ports of the range held by connected sockets (any destination).
+    pub in_use: u32,
+    /// Sockets in TIME_WAIT.
+    pub time_wait: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_tw_reuse: Option<u8>,
+    /// The destination with the most ports in use towards it: the limit applies per destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busiest: Option<Busiest>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Busiest {
+    pub destination: String,
+    pub in_use: u32,
+    pub percent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueueSummary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub somaxconn: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_overflows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_drops: Option<u64>,
+    /// Listeners with connections waiting to be accepted.
+    pub listeners_queued: u32,
+    /// The fullest accept queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fullest: Option<Queue>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Queue {
+    pub local: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    pub queued: u32,
+    pub backlog: u32,
+    pub percent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConntrackSummary {
+    pub count: u64,
+    pub max: u64,
+    pub percent: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_drop: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insert_failed: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_ports: Option<PortsSummary>,
+    pub accept_queues: QueueSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ConntrackSummary>,
+    /// One line per resource above 80% of its limit.
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+/// The pressure of one namespace as `hostreach sockets` shows it, from its facts and its sockets.
+pub fn summary(p: &PressureFacts, sockets: &[SocketFact]) -> Summary {
+    let mut warnings = Vec::new();
+    let ephemeral_ports = p.port_range.map(|range| {
+        let usable = p.usable_ports().unwrap_or(0);
+        let mut ports: Vec<u16> = Vec::new();
+        let mut per_dest: std::collections::HashMap<(IpAddr, u16), u32> = std::collections::HashMap::new();
+        let mut time_wait = 0u32;
+        for s in sockets {
+            if s.state == "TIME_WAIT" {
+                time_wait += 1;
+            }
+            let (Some(ra), Some(rp)) = (s.remote_address, s.remote_port) else { continue };
+            if s.state == "LISTEN" || rp == 0 || !p.is_ephemeral(s.local_port) {
+                continue;
+            }
+            ports.push(s.local_port);
+            *per_dest.entry((ra, rp)).or_default() += 1;
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        let busiest = per_dest.into_iter().max_by_key(|(k, v)| (*v, std::cmp::Reverse(*k))).map(|((a, port), n)| Busiest {
+            destination: fmt_ep(&a, port),
+            in_use: n,
+            percent: pct(u64::from(n), u64::from(usable)),
+        });
+        if let Some(b) = &busiest
+            && over(u64::from(b.in_use), u64::from(usable))
+        {
+            warnings.push(format!(
+                "EPHEMERAL_PORTS_EXHAUSTED: {} of {usable} usable ephemeral ports ({}%) in use towards {}",
+                b.in_use, b.percent, b.destination
+            ));
+        }
+        PortsSummary { range, reserved: p.reserved_ports.clone(), usable, in_use: ports.len() as u32, time_wait, tcp_tw_reuse: p.tcp_tw_reuse, busiest }
+    });
+    let listeners: Vec<&SocketFact> = sockets.iter().filter(|s| s.proto == Proto::Tcp && s.state == "LISTEN").collect();
+    let fullest = listeners
+        .iter()
+        .filter(|s| s.recv_q > 0)
+        .max_by_key(|s| (u64::from(s.recv_q) * 1000).checked_div(u64::from(s.send_q)).unwrap_or(u64::MAX))
+        .map(|s| Queue {
+            local: s.local_endpoint(),
+            process: s.process.as_ref().map(|p| format!("{}/{}", p.name, p.pid)),
+            queued: s.recv_q,
+            backlog: s.send_q,
+            percent: pct(u64::from(s.recv_q), u64::from(s.send_q)),
+        });
+    if let Some(q) = &fullest
+        && over(u64::from(q.queued), u64::from(q.backlog))
+    {
+        warnings.push(format!("LISTEN_BACKLOG_OVERFLOW: the accept queue of {} holds {} of its backlog {}", q.local, q.queued, q.backlog));
+    }
+    let accept_queues = QueueSummary {
+        somaxconn: p.somaxconn,
+        listen_overflows: p.counters.listen_overflows,
+        listen_drops: p.counters.listen_drops,
+        listeners_queued: listeners.iter().filter(|s| s.recv_q > 0).count() as u32,
+        fullest,
+    };
+    let conntrack = match (p.counters.conntrack_count, p.conntrack_max) {
+        (Some(count), Some(max)) => {
+            if over(count, max) {
+                warnings.push(format!("CONNTRACK_FULL: the conntrack table holds {count} of {max} entries ({}%)", pct(count, max)));
+            }
+            Some(ConntrackSummary {
+                count,
+                max,
+                percent: pct(count, max),
+                drop: p.counters.conntrack_drop,
+                early_drop: p.counters.conntrack_early_drop,
+                insert_failed: p.counters.conntrack_insert_failed,
+            })
+        }
+        _ => None,
+    };
+    Summary { ephemeral_ports, accept_queues, conntrack, warnings, missing: p.missing.clone() }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    fn s(local: u16, remote: Option<(&str, u16)>, state: &str, rq: u32, sq: u32) -> SocketFact {
+        SocketFact {
+            proto: Proto::Tcp,
+            local_address: "10.0.0.1".parse().unwrap(),
+            local_port: local,
+            remote_address: remote.map(|r| r.0.parse().unwrap()),
+            remote_port: remote.map(|r| r.1),
+            state: state.into(),
+            v6only: None,
+            bound_device: None,
+            inode: 0,
+            uid: 0,
+            recv_q: rq,
+            send_q: sq,
+            process: None,
+        }
+    }
+
+    #[test]
+    fn numbers_of_a_namespace() {
+        let p = PressureFacts {
+            namespace: "host".into(),
+            port_range: Some([40000, 40009]),
+            somaxconn: Some(4096),
+            conntrack_max: Some(100),
+            counters: hostreach_model::PressureCounters { conntrack_count: Some(90), listen_overflows: Some(3), ..Default::default() },
+            ..Default::default()
+        };
+        let mut socks: Vec<SocketFact> = (40000..40009).map(|port| s(port, Some(("10.0.0.2", 80)), "ESTABLISHED", 0, 0)).collect();
+        socks.push(s(40000, Some(("10.0.0.3", 80)), "TIME_WAIT", 0, 0));
+        socks.push(s(80, None, "LISTEN", 5, 8));
+        socks.push(s(81, None, "LISTEN", 0, 8));
+        let sum = summary(&p, &socks);
+        let e = sum.ephemeral_ports.as_ref().unwrap();
+        assert_eq!((e.usable, e.in_use, e.time_wait), (10, 9, 1));
+        assert_eq!(e.busiest, Some(Busiest { destination: "10.0.0.2:80".into(), in_use: 9, percent: 90 }));
+        let q = sum.accept_queues.fullest.as_ref().unwrap();
+        assert_eq!((q.queued, q.backlog, q.percent), (5, 8, 62));
+        assert_eq!(sum.accept_queues.listeners_queued, 1);
+        assert_eq!(sum.conntrack.as_ref().unwrap().percent, 90);
+        assert_eq!(sum.warnings.len(), 2, "{:?}", sum.warnings);
+    }
+}

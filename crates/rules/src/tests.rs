@@ -138,6 +138,7 @@ fn bridge_facts(target: &str) -> Facts {
         skipped: vec![],
         mtu: None,
         pressure: vec![],
+        peers: vec![],
     }
 }
 
@@ -379,4 +380,32 @@ fn facts_roundtrip_through_json() {
     let text = serde_json::to_string(&f).unwrap();
     let back: Facts = serde_json::from_str(&text).unwrap();
     assert_eq!(serde_json::to_value(diagnose(&back)).unwrap(), serde_json::to_value(diagnose(&f)).unwrap());
+}
+
+#[test]
+fn host_gateway_is_docker0_even_from_a_user_network() {
+    let mut f = bridge_facts("host.docker.internal:5432");
+    if let Subject::Container(c) = &mut f.subject {
+        c.network_mode = NetworkMode::UserBridge;
+        c.network_mode_raw = "app_default".into();
+        c.networks[0].name = "app_default".into();
+        c.networks[0].gateway = Some("172.18.0.1".parse().unwrap());
+        c.networks[0].bridge = Some("br-0123456789ab".into());
+    }
+    f.resolution = Some(Resolution {
+        name: Some("host.docker.internal".into()),
+        address: None,
+        addresses: vec![],
+        source: ResolutionSource::Unresolved,
+        dns_queries: vec![],
+    });
+    let r = diagnose(&f);
+    assert_eq!(r.verdict.code, Code::HostAliasUnresolved);
+    assert!(r.findings[0].fix[0].summary.contains("host-gateway is 172.17.0.1"), "{:?}", r.findings[0].fix[0]);
+    // The daemon's host-gateway-ip wins.
+    f.daemon = Some(DaemonFacts {
+        settings: Some(DaemonSettings { host_gateway_ip: Some("10.9.0.1".into()), ..Default::default() }),
+        ..Default::default()
+    });
+    assert!(diagnose(&f).findings[0].fix[0].summary.contains("host-gateway is 10.9.0.1"));
 }
