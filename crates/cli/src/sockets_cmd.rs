@@ -195,7 +195,7 @@ fn print_pressure(out: &mut impl Write, p: &hostreach_rules::pressure::Summary) 
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     let _ = writeln!(
         out,
-        "  accept queues    {} listener(s) with connections waiting; {fullest}; somaxconn {}; ListenOverflows {} ListenDrops {} (since boot)",
+        "  accept queues    {} listener(s) with connections waiting; {fullest}; somaxconn {}; ListenOverflows {} ListenDrops {} (cumulative)",
         q.listeners_queued,
         q.somaxconn.map(|v| v.to_string()).unwrap_or_else(|| "?".into()),
         opt(q.listen_overflows),
@@ -205,7 +205,7 @@ fn print_pressure(out: &mut impl Write, p: &hostreach_rules::pressure::Summary) 
         Some(c) => {
             let _ = writeln!(
                 out,
-                "  conntrack        {} of {} entries ({}%); drop {} early_drop {} insert_failed {} (since boot)",
+                "  conntrack        {} of {} entries ({}%); drop {} early_drop {} insert_failed {} (cumulative)",
                 c.count,
                 c.max,
                 c.percent,
