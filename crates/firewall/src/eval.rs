@@ -142,8 +142,8 @@ enum Tri {
     Unknown(String),
 }
 
-enum Fv {
-    Str(String),
+enum Fv<'a> {
+    Str(&'a str),
     Addr(IpAddr),
     Num(u64),
     Flags(u32),
@@ -169,14 +169,14 @@ struct St<'a> {
 }
 
 impl St<'_> {
-    fn value(&self, f: &Field) -> Fv {
+    fn value(&self, f: &Field) -> Fv<'_> {
         let p = self.pkt;
         match f {
-            Field::Iif => Fv::Str(p.iif.clone()),
+            Field::Iif => Fv::Str(&p.iif),
             Field::Oif => match self.hook {
-                Hook::Prerouting | Hook::Input => Fv::Str(String::new()),
+                Hook::Prerouting | Hook::Input => Fv::Str(""),
                 _ => match &p.oif {
-                    Some(o) => Fv::Str(o.clone()),
+                    Some(o) => Fv::Str(o),
                     None => Fv::Unknown("the output interface of a forwarded packet (give --out)".into()),
                 },
             },
@@ -265,7 +265,7 @@ impl St<'_> {
     }
 }
 
-fn val_matches(fv: &Fv, v: &Val) -> bool {
+fn val_matches(fv: &Fv<'_>, v: &Val) -> bool {
     match (fv, v) {
         (Fv::Str(s), Val::Iface { name, wildcard }) => ir::iface_matches(name, *wildcard, s),
         (Fv::Addr(a), Val::Net { addr, len }) => ir::net_contains(*addr, *len, *a),
@@ -282,6 +282,16 @@ fn eval_test(st: &St, t: &Test) -> Tri {
     match t {
         Test::Assume { .. } => Tri::Yes,
         Test::Unknown { reason, .. } => Tri::Unknown(reason.clone()),
+        Test::Match { key, neg, any } if key.len() == 1 => {
+            // the common case, without allocating
+            let fv = match st.value(&key[0]) {
+                Fv::Absent => return Tri::No,
+                Fv::Unknown(r) => return Tri::Unknown(r),
+                v => v,
+            };
+            let hit = any.iter().any(|elem| elem.len() == 1 && val_matches(&fv, &elem[0]));
+            if hit != *neg { Tri::Yes } else { Tri::No }
+        }
         Test::Match { key, neg, any } => {
             let mut vals = Vec::with_capacity(key.len());
             let mut unknown = None;
@@ -338,7 +348,7 @@ impl Walker<'_> {
             family: t.family.as_str().into(),
             table: t.name.clone(),
             chain: chain.to_string(),
-            rule: rule.map(|r| r.text.clone()),
+            rule: rule.map(|r| r.text.to_string()),
             line: rule.and_then(|r| r.line),
             handle: rule.and_then(|r| r.handle),
             detail,
@@ -355,7 +365,7 @@ impl Walker<'_> {
             base_chain: base.name.clone(),
             hook: st.hook,
             prio: b.prio,
-            rule: rule.map(|(_, r)| r.text.clone()).unwrap_or_else(|| chain.policy_text.clone()),
+            rule: rule.map(|(_, r)| r.text.to_string()).unwrap_or_else(|| chain.policy_text.clone()),
             policy: rule.is_none(),
             line: rule.and_then(|(_, r)| r.line),
             handle: rule.and_then(|(_, r)| r.handle),
@@ -392,7 +402,7 @@ impl Walker<'_> {
             stack.last_mut().expect("frame").1 += 1;
             let rule = &chain.rules[ri];
             let mut next_rule = false;
-            for s in &rule.stmts {
+            for s in rule.stmts.iter() {
                 match s {
                     Stmt::Test(test) => match eval_test(st, test) {
                         Tri::Yes => {
@@ -415,7 +425,7 @@ impl Walker<'_> {
                                 backend: t.backend,
                                 table: t.name.clone(),
                                 chain: chain.name.clone(),
-                                rule: rule.text.clone(),
+                                rule: rule.text.to_string(),
                                 line: rule.line,
                                 what: what.clone(),
                                 reason: reason.clone(),
@@ -450,7 +460,7 @@ impl Walker<'_> {
                                         backend: t.backend,
                                         table: t.name.clone(),
                                         chain: chain.name.clone(),
-                                        rule: rule.text.clone(),
+                                        rule: rule.text.to_string(),
                                         line: rule.line,
                                         what: "verdict map key".into(),
                                         reason: reason.clone(),

@@ -7,6 +7,7 @@ use crate::ir::{self, Backend, Field, Nat, NatKind, Stmt, Test, Val, Verdict, ad
 use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One `iptables-save` (or `ip6tables-save`) output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub struct IptChain {
     pub rules: Vec<IptRule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IptRule {
     pub line: usize,
     pub counters: Option<(u64, u64)>,
@@ -44,7 +45,10 @@ pub struct IptRule {
     pub parts: Vec<Part>,
     pub target: Option<Target>,
     /// The rule lowered to the common model.
-    pub stmts: Vec<Stmt>,
+    pub stmts: Arc<[Stmt]>,
+    /// The line as written (without leading counters), with `-t TABLE` outside the filter table;
+    /// empty for rules not read from text (then it is printed from the parts).
+    pub text: Arc<str>,
 }
 
 /// One piece of a rule, in the order it was written.
@@ -173,6 +177,7 @@ pub fn parse(text: &str) -> Result<IptablesSave, ParseError> {
     let mut saw_v4_header = false;
     let mut cur: Option<IptTable> = None;
     let mut declared: HashSet<String> = HashSet::new();
+    let mut chain_idx: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut n_lines = 0;
     for (i, raw) in text.split('\n').enumerate() {
         let n = i + 1;
@@ -220,6 +225,7 @@ pub fn parse(text: &str) -> Result<IptablesSave, ParseError> {
                 return Err(ParseError::line(n, format!("table {name} appears twice")));
             }
             declared.clear();
+            chain_idx.clear();
             cur = Some(IptTable { name: name.to_string(), line: n, chains: Vec::new() });
             continue;
         }
@@ -257,37 +263,44 @@ pub fn parse(text: &str) -> Result<IptablesSave, ParseError> {
             if !declared.insert(name.to_string()) {
                 return Err(ParseError::line(n, format!("chain {name} declared twice")));
             }
+            chain_idx.insert(name.to_string(), table.chains.len());
             table.chains.push(IptChain { name: name.to_string(), policy, counters, line: n, rules: Vec::new() });
             continue;
         }
         // A rule, maybe with leading counters.
-        let toks = tokenize(line, n)?;
+        let mut toks = tokenize(line, n)?;
         let (counters, toks) = match toks.first() {
             Some(t) if !t.quoted && t.s.starts_with('[') => {
                 let c = parse_counters(&t.s).ok_or_else(|| ParseError::line(n, format!("bad counters {:?}", t.s)))?;
-                (Some(c), &toks[1..])
+                (Some(c), &mut toks[1..])
             }
-            _ => (None, &toks[..]),
+            _ => (None, &mut toks[..]),
         };
         let (insert, chain_name, rest) = match toks {
-            [cmd, chain, rest @ ..] if cmd.s == "-A" || cmd.s == "--append" => (None, chain.s.clone(), rest),
+            [cmd, chain, rest @ ..] if cmd.s == "-A" || cmd.s == "--append" => (None, std::mem::take(&mut chain.s), rest),
             [cmd, chain, rest @ ..] if cmd.s == "-I" || cmd.s == "--insert" => {
                 // iptables-restore files may insert: `-I CHAIN [N] ...`
                 match rest.first().and_then(|t| t.s.parse::<usize>().ok()) {
-                    Some(pos) => (Some(pos.max(1)), chain.s.clone(), &rest[1..]),
-                    None => (Some(1), chain.s.clone(), rest),
+                    Some(pos) => (Some(pos.max(1)), std::mem::take(&mut chain.s), &mut rest[1..]),
+                    None => (Some(1), std::mem::take(&mut chain.s), rest),
                 }
             }
             [cmd, ..] => return Err(ParseError::line(n, format!("unexpected {:?}: expected -A CHAIN, :CHAIN, *table or COMMIT", cmd.s))),
             [] => return Err(ParseError::line(n, "empty rule")),
         };
-        let Some(chain) = table.chains.iter_mut().find(|c| c.name == chain_name) else {
+        let found = match chain_idx.get(chain_name.as_str()) {
+            Some(&i) => table.chains.get_mut(i),
+            None => None,
+        };
+        let Some(chain) = found else {
             return Err(ParseError::line(n, format!("rule for chain {chain_name}, which is not declared in table {}", table.name)));
         };
         let mut rule = parse_rule_tokens(rest, n, chain_name, counters)?;
         if rule.counters.is_none() {
             rule.counters = counters;
         }
+        let body = if counters.is_some() { line.split_once(']').map(|(_, b)| b.trim_start()).unwrap_or(line) } else { line };
+        rule.text = if table.name == "filter" { Arc::from(body) } else { Arc::from(format!("-t {} {body}", table.name)) };
         match insert {
             None => chain.rules.push(rule),
             Some(pos) => {
@@ -317,7 +330,7 @@ pub fn parse(text: &str) -> Result<IptablesSave, ParseError> {
             let names: HashSet<String> = t.chains.iter().map(|c| c.name.clone()).collect();
             for c in &mut t.chains {
                 for r in &mut c.rules {
-                    r.stmts = lower(r, true, &names)?;
+                    r.stmts = lower(r, true, &names)?.into();
                 }
             }
         }
@@ -327,7 +340,7 @@ pub fn parse(text: &str) -> Result<IptablesSave, ParseError> {
             for c in &mut t.chains {
                 for r in &mut c.rules {
                     if r.target.as_ref().is_some_and(|tg| names.contains(&tg.name)) {
-                        r.stmts = lower(r, false, &names)?;
+                        r.stmts = lower(r, false, &names)?.into();
                     }
                 }
             }
@@ -402,8 +415,8 @@ fn is_opt(t: &Tok) -> bool {
 }
 
 /// Parses the tokens after `-A CHAIN`.
-fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u64, u64)>) -> Result<IptRule, ParseError> {
-    let mut rule = IptRule { line: n, counters, chain, parts: Vec::new(), target: None, stmts: Vec::new() };
+fn parse_rule_tokens(toks: &mut [Tok], n: usize, chain: String, counters: Option<(u64, u64)>) -> Result<IptRule, ParseError> {
+    let mut rule = IptRule { line: n, counters, chain, parts: Vec::new(), target: None, stmts: Arc::from(Vec::new()), text: Arc::from("") };
     let mut i = 0;
     let mut neg = false;
     // Where `--opt` tokens go: the last module, or the target.
@@ -415,18 +428,19 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
     }
     let mut ctx = Ctx::None;
     let mut proto: Option<String> = None;
-    let value = |i: &mut usize, what: &str| -> Result<String, ParseError> {
+    // Moves the next token out as the value of option `what`.
+    fn value(toks: &mut [Tok], i: &mut usize, n: usize, what: &str) -> Result<String, ParseError> {
         *i += 1;
-        match toks.get(*i) {
+        match toks.get_mut(*i) {
             Some(t) if t.quoted || !is_opt(t) => {
                 if !t.quoted && t.s == "!" {
                     return Err(ParseError::line(n, format!("{what}: write `! {what} VALUE`, not `{what} ! VALUE`")));
                 }
-                Ok(t.s.clone())
+                Ok(std::mem::take(&mut t.s))
             }
             _ => Err(ParseError::line(n, format!("{what} needs a value"))),
         }
-    };
+    }
     while i < toks.len() {
         let t = &toks[i];
         if !t.quoted && t.s == "!" {
@@ -440,11 +454,12 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
         if !is_opt(t) {
             return Err(ParseError::line(n, format!("unexpected {:?} (an option was expected)", t.s)));
         }
-        let o = t.s.as_str();
+        let o_owned = std::mem::take(&mut toks[i].s);
+        let o = o_owned.as_str();
         let was_neg = std::mem::take(&mut neg);
         match o {
             "-p" | "--protocol" => {
-                let v = value(&mut i, o)?;
+                let v = value(toks, &mut i, n, o)?;
                 let lower = v.to_ascii_lowercase();
                 if lower != "all" && ir::proto_number(&lower).is_none() {
                     return Err(ParseError::line(n, format!("unknown protocol {v:?}")));
@@ -454,7 +469,7 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
                 ctx = Ctx::None;
             }
             "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
-                let v = value(&mut i, o)?;
+                let v = value(toks, &mut i, n, o)?;
                 for a in v.split(',') {
                     if ir::parse_net(a).is_none() {
                         return Err(ParseError::line(n, format!("bad address {a:?} for {o}")));
@@ -472,7 +487,7 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
                 ctx = Ctx::None;
             }
             "-i" | "--in-interface" | "-o" | "--out-interface" => {
-                let v = value(&mut i, o)?;
+                let v = value(toks, &mut i, n, o)?;
                 if v.is_empty() || v.len() > 15 || v.contains(char::is_whitespace) {
                     return Err(ParseError::line(n, format!("bad interface name {v:?}")));
                 }
@@ -491,7 +506,7 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
                 if was_neg {
                     return Err(ParseError::line(n, "`!` cannot negate -m"));
                 }
-                let v = value(&mut i, o)?;
+                let v = value(toks, &mut i, n, o)?;
                 rule.parts.push(Part::Module { name: v, implicit: false, opts: Vec::new() });
                 ctx = Ctx::Module;
             }
@@ -502,13 +517,13 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
                 if rule.target.is_some() {
                     return Err(ParseError::line(n, "two targets in one rule"));
                 }
-                let v = value(&mut i, o)?;
+                let v = value(toks, &mut i, n, o)?;
                 rule.target = Some(Target { goto: o == "-g" || o == "--goto", name: v, opts: Vec::new() });
                 ctx = Ctx::Target;
             }
             "-c" | "--set-counters" => {
-                let p = value(&mut i, o)?;
-                let b = value(&mut i, o)?;
+                let p = value(toks, &mut i, n, o)?;
+                let b = value(toks, &mut i, n, o)?;
                 match (p.parse(), b.parse()) {
                     (Ok(p), Ok(b)) => rule.counters = Some((p, b)),
                     _ => return Err(ParseError::line(n, format!("bad counters -c {p} {b}"))),
@@ -522,8 +537,8 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
                     if (!a.quoted && a.s == "!") || is_opt(a) {
                         break;
                     }
-                    args.push(a.s.clone());
                     i += 1;
+                    args.push(std::mem::take(&mut toks[i].s));
                 }
                 let opt = Opt { neg: was_neg, name, args };
                 match ctx {
@@ -551,7 +566,7 @@ fn parse_rule_tokens(toks: &[Tok], n: usize, chain: String, counters: Option<(u6
     if neg {
         return Err(ParseError::line(n, "`!` at the end of the rule negates nothing"));
     }
-    rule.stmts = lower(&rule, false, &HashSet::new())?;
+    rule.stmts = lower(&rule, false, &HashSet::new())?.into();
     Ok(rule)
 }
 
@@ -844,7 +859,7 @@ fn lower_module(name: &str, opts: &[Opt], v6: bool, n: usize, out: &mut Vec<Stmt
         _ => None,
     };
     for o in opts {
-        let what = format!("-m {name} {}--{}{}", if o.neg { "! " } else { "" }, o.name, o.args.iter().map(|a| format!(" {a}")).collect::<String>());
+        let what = || format!("-m {name} {}--{}{}", if o.neg { "! " } else { "" }, o.name, o.args.iter().map(|a| format!(" {a}")).collect::<String>());
         match (name, o.name.as_str()) {
             ("tcp" | "udp" | "sctp" | "udplite", "dport" | "destination-port") => {
                 out.push(m1(Field::Dport(proto_of_module), o.neg, port_range(one_arg(o, n, name)?, n)?))
@@ -900,7 +915,7 @@ fn lower_module(name: &str, opts: &[Opt], v6: bool, n: usize, out: &mut Vec<Stmt
                 for p in one_arg(o, n, name)?.split(',') {
                     port_range(p, n)?;
                 }
-                out.push(unknown(what, "--ports matches the source or the destination port, and the source port is not known"));
+                out.push(unknown(what(), "--ports matches the source or the destination port, and the source port is not known"));
             }
             ("conntrack", "ctstate") | ("state", "state") => {
                 let (states, status) = ct_states(one_arg(o, n, name)?, n)?;
@@ -971,11 +986,11 @@ fn lower_module(name: &str, opts: &[Opt], v6: bool, n: usize, out: &mut Vec<Stmt
             ("set", "match-set") => {
                 let set = o.args.first().cloned().unwrap_or_default();
                 out.push(unknown(
-                    what,
+                    what(),
                     format!("ipset {set}: its members are not in iptables-save (see `ipset list {set}`)"),
                 ));
             }
-            _ => out.push(unknown(what, format!("-m {name} --{} is not evaluated by hostreach", o.name))),
+            _ => out.push(unknown(what(), format!("-m {name} --{} is not evaluated by hostreach", o.name))),
         }
     }
     if opts.is_empty() && !matches!(name, "comment" | "tcp" | "udp" | "icmp" | "conntrack" | "state" | "multiport" | "addrtype" | "limit") {
@@ -1159,7 +1174,7 @@ pub fn to_tables(save: &IptablesSave) -> Vec<ir::Table> {
                 .iter()
                 .map(|r| ir::Rule {
                     stmts: r.stmts.clone(),
-                    text: format!("{table_flag}{r}"),
+                    text: if r.text.is_empty() { Arc::from(format!("{table_flag}{r}")) } else { r.text.clone() },
                     line: Some(r.line),
                     handle: None,
                     counters: r.counters,

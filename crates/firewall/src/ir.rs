@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -293,9 +294,10 @@ pub enum Stmt {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub stmts: Vec<Stmt>,
+    /// Shared with the parsed ruleset: cloning a model (to try a fix) copies no statements.
+    pub stmts: Arc<[Stmt]>,
     /// The rule as the user writes it (`-A INPUT -i docker0 ... -j DROP`, nft rule text).
-    pub text: String,
+    pub text: Arc<str>,
     /// Line in the iptables-save input.
     pub line: Option<usize>,
     /// nft rule handle.

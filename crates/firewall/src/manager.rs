@@ -163,7 +163,7 @@ fn accept_rule(p: &Packet, text: String, nft: bool) -> ir::Rule {
     }
     stmts.push(Stmt::Verdict(Verdict::Accept));
     let _ = nft;
-    ir::Rule { stmts, text, line: None, handle: None, counters: None }
+    ir::Rule { stmts: stmts.into(), text: text.into(), line: None, handle: None, counters: None }
 }
 
 fn ipt_match(p: &Packet) -> String {

@@ -118,25 +118,36 @@ fn prio_of(v: &Value, family: Family, hook: Hook) -> Option<i32> {
 /// Parses `nft -j list ruleset` output.
 pub fn parse(json: &str) -> Result<NftRuleset, ParseError> {
     let root: Value = serde_json::from_str(json).map_err(|e| ParseError::json(format!("not JSON: {e} (at line {}, column {})", e.line(), e.column())))?;
-    from_value(&root)
+    from_owned(root)
 }
 
 pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
+    from_owned(root.clone())
+}
+
+/// Like [`from_value`], taking the JSON apart instead of copying it (rule statements, set elements).
+pub fn from_owned(mut root: Value) -> Result<NftRuleset, ParseError> {
     let items = root
-        .get("nftables")
-        .and_then(Value::as_array)
+        .get_mut("nftables")
+        .and_then(Value::as_array_mut)
         .ok_or_else(|| ParseError::json("not `nft -j list ruleset` output: no top-level \"nftables\" array"))?;
     let mut rs = NftRuleset { version: None, json_schema_version: None, tables: Vec::new() };
     let mut tidx: HashMap<(Family, String), usize> = HashMap::new();
     let mut unknown_family = 0usize;
     // Pass 1: metainfo, tables, chains, sets and maps.
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.iter_mut().enumerate() {
+        // set and map elements are moved out, not copied
+        let taken_elem = match item.as_object_mut().and_then(|o| o.iter_mut().next()) {
+            Some((k, b)) if k == "set" || k == "map" => b.get_mut("elem").map(Value::take),
+            _ => None,
+        };
         let Some(obj) = item.as_object() else {
             return Err(jerr(i, "an element of \"nftables\" is not an object"));
         };
         let Some((kind, body)) = obj.iter().next() else {
             return Err(jerr(i, "an empty object"));
         };
+
         match kind.as_str() {
             "metainfo" => {
                 if let Ok(m) = nftables::schema::MetainfoObject::deserialize(body) {
@@ -223,9 +234,9 @@ pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
                 let Some(&ti) = tidx.get(&(family, table.clone())) else {
                     return Err(jerr(i, format!("{kind} {name} of table {f} {table}, which is not listed before it")));
                 };
-                let elem = match body.get("elem") {
-                    Some(Value::Array(a)) => a.clone(),
-                    Some(v) => vec![v.clone()],
+                let elem = match taken_elem {
+                    Some(Value::Array(a)) => a,
+                    Some(v) => vec![v],
                     None => Vec::new(),
                 };
                 let map_type = body.get("map").map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
@@ -240,8 +251,10 @@ pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
         }
     }
     // Pass 2: rules.
-    for (i, item) in items.iter().enumerate() {
-        let Some(body) = item.get("rule") else { continue };
+    for (i, item) in items.iter_mut().enumerate() {
+        let Some(body) = item.get_mut("rule") else { continue };
+        let expr_taken = body.get_mut("expr").map(Value::take);
+        let body = &*body;
         let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
         let (Some(f), Some(table), Some(chain)) = (s("family"), s("table"), s("chain")) else {
             return Err(jerr(i, "rule without family, table or chain"));
@@ -254,8 +267,8 @@ pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
         let Some(c) = t.chains.iter_mut().find(|c| c.name == chain) else {
             return Err(jerr(i, format!("rule of chain {chain}, which is not listed in table {f} {table}")));
         };
-        let expr = match body.get("expr") {
-            Some(Value::Array(a)) => a.clone(),
+        let expr = match expr_taken {
+            Some(Value::Array(a)) => a,
             Some(_) => return Err(jerr(i, "rule \"expr\" is not an array")),
             None => Vec::new(),
         };
@@ -787,14 +800,14 @@ fn verdict_of(v: &Value) -> Option<Verdict> {
     })
 }
 
-fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
+fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     let left = b.get("left").unwrap_or(&Value::Null);
     let right = b.get("right").unwrap_or(&Value::Null);
     let op = b.get("op").and_then(Value::as_str).unwrap_or("==");
     let key = key_of(left);
-    let what = render_stmt(&serde_json::json!({ "match": b }));
+    let what = || render_stmt(e);
     if let Some(f) = key.fields.iter().find(|f| matches!(f, Field::Other(_))) {
-        out.push(Stmt::Test(Test::Unknown { what, reason: format!("{} is not evaluated by hostreach", crate::eval::field_name(f)) }));
+        out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("{} is not evaluated by hostreach", crate::eval::field_name(f)) }));
         return;
     }
     if let Some(p) = key.nfproto
@@ -806,7 +819,7 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
         "!=" => (true, None),
         "<" | ">" | "<=" | ">=" | "lt" | "gt" | "le" | "ge" => (false, Some(op)),
         other => {
-            out.push(Stmt::Test(Test::Unknown { what, reason: format!("operator {other:?} is not evaluated by hostreach") }));
+            out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("operator {other:?} is not evaluated by hostreach") }));
             return;
         }
     };
@@ -814,7 +827,7 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
         let n = match (key.fields.as_slice(), right.as_u64()) {
             ([_], Some(n)) => n,
             _ => {
-                out.push(Stmt::Test(Test::Unknown { what, reason: "a comparison hostreach does not evaluate".into() }));
+                out.push(Stmt::Test(Test::Unknown { what: what(), reason: "a comparison hostreach does not evaluate".into() }));
                 return;
             }
         };
@@ -834,7 +847,7 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     let elems = match elems_of(right, ctx) {
         Ok(e) => e,
         Err(reason) => {
-            out.push(Stmt::Test(Test::Unknown { what, reason }));
+            out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
             return;
         }
     };
@@ -845,7 +858,7 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
         match elem_for(&key, right) {
             Ok(e) => any.push(e),
             Err(reason) => {
-                out.push(Stmt::Test(Test::Unknown { what, reason }));
+                out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
                 return;
             }
         }
@@ -854,7 +867,7 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
             match elem_for(&key, e) {
                 Ok(e) => any.push(e),
                 Err(reason) => {
-                    out.push(Stmt::Test(Test::Unknown { what, reason }));
+                    out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
                     return;
                 }
             }
@@ -863,12 +876,12 @@ fn lower_match(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     out.push(Stmt::Test(Test::Match { key: key.fields, neg, any }));
 }
 
-fn lower_vmap(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
+fn lower_vmap(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     let key = key_of(b.get("key").unwrap_or(&Value::Null));
     let data = b.get("data").unwrap_or(&Value::Null);
-    let what = render_stmt(&serde_json::json!({ "vmap": b }));
+    let what = || render_stmt(e);
     if key.fields.iter().any(|f| matches!(f, Field::Other(_))) {
-        out.push(Stmt::Test(Test::Unknown { what, reason: "the verdict map's key is not evaluated by hostreach".into() }));
+        out.push(Stmt::Test(Test::Unknown { what: what(), reason: "the verdict map's key is not evaluated by hostreach".into() }));
         return;
     }
     if let Some(p) = key.nfproto
@@ -878,24 +891,24 @@ fn lower_vmap(b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     let items = match elems_of(data, ctx) {
         Ok(e) => e,
         Err(reason) => {
-            out.push(Stmt::Test(Test::Unknown { what, reason }));
+            out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
             return;
         }
     };
     let mut entries = Vec::new();
     for it in items {
         let Some(pair) = it.as_array().filter(|a| a.len() == 2) else {
-            out.push(Stmt::Test(Test::Unknown { what, reason: format!("verdict map element {} is not KEY : VERDICT", compact(it)) }));
+            out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("verdict map element {} is not KEY : VERDICT", compact(it)) }));
             return;
         };
         let Some(verdict) = verdict_of(&pair[1]) else {
-            out.push(Stmt::Test(Test::Unknown { what, reason: format!("{} is not a verdict", compact(&pair[1])) }));
+            out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("{} is not a verdict", compact(&pair[1])) }));
             return;
         };
         match elem_for(&key, &pair[0]) {
             Ok(k) => entries.push((k, verdict)),
             Err(reason) => {
-                out.push(Stmt::Test(Test::Unknown { what, reason }));
+                out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
                 return;
             }
         }
@@ -917,7 +930,7 @@ fn lower_rule(r: &NftRule, ctx: &Ctx) -> Vec<Stmt> {
             continue;
         };
         match k.as_str() {
-            "match" => lower_match(b, ctx, &mut out),
+            "match" => lower_match(e, b, ctx, &mut out),
             "counter" => {}
             "accept" => out.push(Stmt::Verdict(Verdict::Accept)),
             "drop" => out.push(Stmt::Verdict(Verdict::Drop)),
@@ -953,7 +966,7 @@ fn lower_rule(r: &NftRule, ctx: &Ctx) -> Vec<Stmt> {
                     out.push(Stmt::Test(Test::Unknown { what: format!("xt match {name}"), reason }));
                 }
             }
-            "vmap" => lower_vmap(b, ctx, &mut out),
+            "vmap" => lower_vmap(e, b, ctx, &mut out),
             "dnat" => out.push(nat_of(NatKind::Dnat, b)),
             "snat" => out.push(nat_of(NatKind::Snat, b)),
             "masquerade" => out.push(nat_of(NatKind::Masquerade, b)),
@@ -986,10 +999,10 @@ pub fn to_tables(rs: &NftRuleset) -> Vec<ir::Table> {
                     .rules
                     .iter()
                     .map(|r| ir::Rule {
-                        stmts: lower_rule(r, &ctx),
+                        stmts: lower_rule(r, &ctx).into(),
                         text: match r.handle {
-                            Some(h) => format!("{} # handle {h}", r.text),
-                            None => r.text.clone(),
+                            Some(h) => format!("{} # handle {h}", r.text).into(),
+                            None => r.text.as_str().into(),
                         },
                         line: None,
                         handle: r.handle,

@@ -43,7 +43,7 @@ fn keeps_everything_and_prints_it_back() {
     // the whole ruleset round-trips
     let again = iptables::parse(&s.to_string()).unwrap();
     let strip = |x: &iptables::IptablesSave| -> Vec<(Vec<Part>, Option<iptables::Target>, Vec<hostreach_firewall::ir::Stmt>)> {
-        x.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).map(|r| (r.parts.clone(), r.target.clone(), r.stmts.clone())).collect()
+        x.tables.iter().flat_map(|t| &t.chains).flat_map(|c| &c.rules).map(|r| (r.parts.clone(), r.target.clone(), r.stmts.to_vec())).collect()
     };
     assert_eq!(strip(&again), strip(&s));
     assert_eq!(again.to_string(), s.to_string());

@@ -114,7 +114,7 @@ proptest! {
         let mut text = String::from("*filter\n:INPUT DROP [0:0]\n:user - [0:0]\n");
         let mut expected = Vec::new();
         for (parts, target) in rules {
-            let r = iptables::IptRule { line: 0, counters: None, chain: "INPUT".into(), parts, target, stmts: vec![] };
+            let r = iptables::IptRule { line: 0, counters: None, chain: "INPUT".into(), parts, target, ..Default::default() };
             let line = r.to_string();
             text.push_str(&line);
             text.push('\n');
