@@ -1,4 +1,4 @@
-//! CONTRACK_FULL for real (issue 5). On this kernel nf_conntrack_max is one global limit, writable
+//! CONNTRACK_FULL for real (issue 5). On this kernel nf_conntrack_max is one global limit, writable
 //! only from the machine's initial namespace, while nf_conntrack_count is per namespace. So the test
 //! builds a pair of throwaway namespaces of its own ("host" with conntrack hooks and a listener,
 //! "client" joined to it by a veth), fills the "host" table with assured UDP flows, and lowers the

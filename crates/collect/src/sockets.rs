@@ -62,7 +62,8 @@ impl SocketQuery {
 pub fn read_current(q: &SocketQuery) -> Result<Vec<SocketFact>> {
     let mut sockets = diag_current(q)?;
     if q.owners {
-        attach_owners(&mut sockets);
+        let ns = std::fs::metadata("/proc/thread-self/ns/net").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        attach_owners(&mut sockets, ns);
     }
     Ok(sockets)
 }
@@ -72,18 +73,18 @@ pub fn read(ns: &Netns, q: &SocketQuery) -> Result<Vec<SocketFact>> {
     let query = *q;
     let mut sockets = ns.run("hr-sockets", move || diag_current(&query))?;
     if q.owners {
-        attach_owners(&mut sockets);
+        attach_owners(&mut sockets, Some(ns.inode()));
     }
     Ok(sockets)
 }
 
-fn attach_owners(sockets: &mut [SocketFact]) {
+fn attach_owners(sockets: &mut [SocketFact], netns: Option<u64>) {
     let inodes: HashSet<u64> = sockets
         .iter()
         .map(|s| s.inode)
         .filter(|i| *i != 0)
         .collect();
-    let owners = socket_owners(&inodes);
+    let owners = socket_owners_in(std::path::Path::new("/proc"), &inodes, netns);
     for s in sockets.iter_mut() {
         s.process = owners.get(&s.inode).cloned();
     }
@@ -317,62 +318,112 @@ fn socket_fact(proto: Proto, r: &InetResponse) -> Option<SocketFact> {
 }
 
 /// Maps socket inodes to the process holding them, by reading the links in `/proc/<pid>/fd`.
-/// Scans processes in /proc order (lowest PID first, so a forking server's parent wins), stops as
-/// soon as every inode is found, and skips processes that vanish or that we may not inspect.
+/// The lowest PID holding a socket wins (a forking server's parent), processes that vanish or that
+/// we may not inspect are skipped.
 pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, ProcessRef> {
-    socket_owners_in(std::path::Path::new("/proc"), inodes)
+    socket_owners_in(std::path::Path::new("/proc"), inodes, None)
 }
 
+/// The scan, made fast for hosts with very many sockets: processes in the sockets' own network
+/// namespace (`netns`, by `/proc/PID/ns/net` inode) are scanned first, and the rest only if some
+/// socket is still without an owner (a process may hold a socket of another namespace); each
+/// process's fd directory is listed once and its links read with readlinkat(2) relative to it;
+/// the processes are split over a few threads.
 fn socket_owners_in(
     proc_root: &std::path::Path,
     inodes: &HashSet<u64>,
+    netns: Option<u64>,
 ) -> HashMap<u64, ProcessRef> {
-    let mut found: HashMap<u64, ProcessRef> = HashMap::new();
+    let mut found: HashMap<u64, u32> = HashMap::new();
     if inodes.is_empty() {
-        return found;
+        return HashMap::new();
     }
     let Ok(dir) = std::fs::read_dir(proc_root) else {
-        return found;
+        return HashMap::new();
     };
     let mut pids: Vec<u32> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .collect();
     pids.sort_unstable();
-    let mut denied = 0usize;
-    'pids: for pid in pids {
-        let fd_dir = proc_root.join(pid.to_string()).join("fd");
-        let entries = match std::fs::read_dir(&fd_dir) {
-            Ok(e) => e,
-            Err(e) => {
-                if e.kind() == std::io::ErrorKind::PermissionDenied {
-                    denied += 1;
-                }
-                continue; // gone, or not ours to see
-            }
-        };
-        let mut process: Option<ProcessRef> = None;
-        for entry in entries {
-            let Ok(entry) = entry else { continue };
-            let Ok(target) = std::fs::read_link(entry.path()) else {
-                continue;
-            };
-            let Some(inode) = parse_socket_link(target.as_os_str().as_encoded_bytes()) else {
-                continue;
-            };
-            if !inodes.contains(&inode) || found.contains_key(&inode) {
-                continue;
-            }
-            let p = process.get_or_insert_with(|| process_ref(proc_root, pid));
-            found.insert(inode, p.clone());
-            if found.len() == inodes.len() {
-                break 'pids;
-            }
+    let (first, rest): (Vec<u32>, Vec<u32>) = match netns {
+        Some(ino) => pids.iter().partition(|pid| {
+            std::fs::metadata(proc_root.join(pid.to_string()).join("ns/net"))
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m) == ino)
+                .unwrap_or(false)
+        }),
+        None => (pids, Vec::new()),
+    };
+    for pass in [first, rest] {
+        if found.len() == inodes.len() || pass.is_empty() {
+            continue;
+        }
+        for (inode, pid) in scan_parallel(proc_root, &pass, inodes) {
+            let e = found.entry(inode).or_insert(pid);
+            *e = (*e).min(pid);
         }
     }
-    if denied > 0 && found.len() < inodes.len() {
-        tracing::debug!("socket owners: {denied} processes could not be inspected (not root?)");
-    }
+    let mut refs: HashMap<u32, ProcessRef> = HashMap::new();
     found
+        .into_iter()
+        .map(|(inode, pid)| (inode, refs.entry(pid).or_insert_with(|| process_ref(proc_root, pid)).clone()))
+        .collect()
+}
+
+/// (inode, pid) for every wanted socket inode held by one of `pids`, over a few threads.
+fn scan_parallel(proc_root: &std::path::Path, pids: &[u32], inodes: &HashSet<u64>) -> Vec<(u64, u32)> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    if threads == 1 || pids.len() < 2 {
+        let mut out = Vec::new();
+        for pid in pids {
+            scan_one(proc_root, *pid, inodes, &mut out);
+        }
+        return out;
+    }
+    // Interleaved chunks: big processes (often consecutive PIDs) spread over the threads.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for pid in pids.iter().skip(t).step_by(threads) {
+                        scan_one(proc_root, *pid, inodes, &mut out);
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+fn scan_one(proc_root: &std::path::Path, pid: u32, inodes: &HashSet<u64>, out: &mut Vec<(u64, u32)>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let fd_dir = proc_root.join(pid.to_string()).join("fd");
+    // One open for the listing and one for readlinkat: no path walk per descriptor.
+    let (Ok(entries), Ok(dirf)) = (std::fs::read_dir(&fd_dir), std::fs::File::open(&fd_dir)) else {
+        return; // gone, or not ours to see
+    };
+    let mut buf = [0u8; 64];
+    let mut name = Vec::with_capacity(16);
+    for entry in entries.flatten() {
+        name.clear();
+        name.extend_from_slice(entry.file_name().as_bytes());
+        name.push(0);
+        // SAFETY: a NUL-terminated name, a buffer of the given length, a directory fd we own.
+        let n = unsafe {
+            libc::readlinkat(dirf.as_raw_fd(), name.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        if n <= 0 || n as usize >= buf.len() {
+            // A fake /proc in tests has real symlinks; anything longer is not a socket link.
+            continue;
+        }
+        if let Some(inode) = parse_socket_link(&buf[..n as usize])
+            && inodes.contains(&inode)
+        {
+            out.push((inode, pid));
+        }
+    }
 }
 
 /// `socket:[12345]` -> 12345.
@@ -665,7 +716,7 @@ mod tests {
             }
         }
         std::fs::create_dir_all(root.join("self")).unwrap();
-        let found = socket_owners_in(&root, &[100, 200, 300].into_iter().collect());
+        let found = socket_owners_in(&root, &[100, 200, 300].into_iter().collect(), None);
         assert_eq!(
             found[&100],
             ProcessRef {
