@@ -246,6 +246,10 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
     // The wire (issue 4): rp_filter settings, and the MTU search when asked or when the path calls for it.
     crate::path_cmd::sysctl_step(&mut facts);
     crate::path_cmd::mtu_step(&mut facts, netns.as_ref().filter(|ns| !ns.same_as(&host_ns)), args.mtu, args.timeout, can_enter);
+    // The firewall (issue 3): name the rule that decides the probe's packet, and see its counter move.
+    if can_enter {
+        crate::doctor_fw::step(&mut facts, netns.as_ref().filter(|ns| !ns.same_as(&host_ns)), args.timeout, !args.no_trace);
+    }
     Ok(facts)
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod compose_cmd;
 mod doctor;
 mod doctor_all;
+mod doctor_fw;
 mod exit;
 mod firewall_cmd;
 mod path_cmd;

@@ -178,7 +178,15 @@ pub fn evidence_line(e: &Evidence) -> String {
             let cmd = cmdline.as_deref().filter(|c| Some(*c) != process.as_deref()).map(|c| format!("  {}", paint(DIM, c))).unwrap_or_default();
             format!("{} {proto} {local} {state}{v6} {owner}{cmd}", paint(BOLD, "socket  "))
         }
-        Evidence::Rule { backend, table, chain, rule } => format!("{} {backend} {table}/{chain}: {rule}", paint(BOLD, "rule    ")),
+        Evidence::Rule { backend, table, chain, rule, manager, counter_delta, certain } => {
+            let by = manager.as_deref().filter(|m| *m != "plain").map(|m| format!(" (managed by {m})")).unwrap_or_default();
+            let moved = match counter_delta {
+                Some(n) => format!("; its counter moved by {n} packet{} when the probe was sent again", if *n == 1 { "" } else { "s" }),
+                None => String::new(),
+            };
+            let unsure = if *certain == Some(false) { "; some matches could not be evaluated" } else { "" };
+            format!("{} {backend} {table}/{chain}{by}: {rule}{moved}{unsure}", paint(BOLD, "rule    "))
+        }
         Evidence::Route { netns, detail } => format!("{} {netns}: {detail}", paint(BOLD, "route   ")),
         Evidence::Hosts { path, line, entry, detail } => {
             let at = line.map(|l| format!(":{l}")).unwrap_or_default();

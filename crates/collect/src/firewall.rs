@@ -94,7 +94,7 @@ pub fn read_live() -> Result<LiveRules> {
             for (name, path) in variants {
                 match path {
                     None => live.missing.push(name),
-                    Some(p) => match run(&p, &[]) {
+                    Some(p) => match run(&p, &["-c"]) {
                         Ok(text) if has_table(&text) => live.iptables.push(Capture { tool: name, text }),
                         Ok(_) => {}
                         Err(e) => live.failed.push(e),
@@ -105,7 +105,7 @@ pub fn read_live() -> Result<LiveRules> {
             let name = format!("{family}-save");
             match find_tool(&name) {
                 None => live.missing.push(name),
-                Some(p) => match run(&p, &[]) {
+                Some(p) => match run(&p, &["-c"]) {
                     Ok(text) if has_table(&text) => live.iptables.push(Capture { tool: name, text }),
                     Ok(_) => {}
                     Err(e) => live.failed.push(e),

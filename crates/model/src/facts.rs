@@ -38,9 +38,34 @@ pub struct Facts {
     /// The MTU search (DF probes from inside the subject's namespace), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<crate::wire::MtuSearch>,
+    /// The firewall's answer for the probe's packet, read when the probe pointed at the firewall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<FirewallFacts>,
     /// Other running containers and their networks, read when a name did not resolve (it may be one of them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerContainer>,
+}
+
+/// Which rule decides the probe's packet, from this host's live rules (hostreach-firewall), and
+/// whether the rule's counter moved while the probe was sent again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallFacts {
+    /// accept, drop or reject.
+    pub decision: String,
+    pub backend: Option<String>,
+    pub table: Option<String>,
+    pub chain: Option<String>,
+    /// The deciding rule as the user writes it (the policy when no rule decides).
+    pub rule: String,
+    /// ufw, firewalld, docker, plain.
+    pub manager: String,
+    /// Every match was evaluated, or the unknown ones cannot change the decision.
+    pub certain: bool,
+    /// Packets the deciding rule counted while the probe was sent again; None without counters.
+    pub counter_delta: Option<u64>,
+    /// The fixes in the manager's language, each verified by walking the packet again with it.
+    pub fixes: Vec<crate::report::Fix>,
+    pub notes: Vec<String>,
 }
 
 /// Another running container: its name and the Docker networks it is on.

@@ -269,6 +269,15 @@ pub enum Evidence {
         table: String,
         chain: String,
         rule: String,
+        /// ufw, firewalld, docker, plain: who manages the rule.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manager: Option<String>,
+        /// Packets the rule counted while the probe was sent again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        counter_delta: Option<u64>,
+        /// Every match of the walk was evaluated (or the unknown ones cannot change the answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        certain: Option<bool>,
     },
     /// A route or the lack of one.
     Route { netns: String, detail: String },

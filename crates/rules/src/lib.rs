@@ -338,14 +338,11 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
         for d in &netfilter {
             f.evidence.push(Evidence::drop(d));
         }
-        f.evidence.push(Evidence::Missing {
-            what: "deciding-rule".into(),
-            why: "naming the rule needs the ruleset walk (`hostreach firewall explain`); the kernel's report shows a netfilter hook dropped it".into(),
-        });
+        push_deciding_rule(cx, &mut f);
         for s in socket::listeners_on(&facts.host_sockets, proto, port).into_iter().filter(|s| socket::accepts(s, &addr)) {
             f.evidence.push(Evidence::socket(s));
         }
-        f.fix = fixes::firewall(&cx.place, port, proto);
+        f.fix = firewall_fixes(cx);
         return (f, Some(Hop::HostInput), None);
     }
 
@@ -460,7 +457,8 @@ fn decide(cx: &Ctx, target: &hostreach_model::Target) -> (Finding, Option<Hop>, 
                     for s in ls {
                         f.evidence.push(Evidence::socket(s));
                     }
-                    f.fix = fixes::firewall(&cx.place, port, proto);
+                    push_deciding_rule(cx, &mut f);
+                    f.fix = firewall_fixes(cx);
                     return (f, Some(Hop::HostInput), None);
                 }
                 Listening::Accepts(_) => {}
@@ -585,6 +583,61 @@ fn pressure_input<'a>(cx: &'a Ctx, addr: IpAddr) -> pressure::Input<'a> {
         proto: cx.proto,
         place: &cx.place,
         probe: cx.facts.probe.as_ref().map(|_| probe_evidence(cx)),
+    }
+}
+
+/// The rule that decides the probe's packet, from the live rules (doctor's firewall step), with its
+/// counter's movement while the probe was sent again; or why it is not known.
+fn push_deciding_rule(cx: &Ctx, f: &mut Finding) {
+    match &cx.facts.firewall {
+        Some(fw) if fw.decision == "drop" || fw.decision == "reject" => {
+            f.evidence.push(Evidence::Rule {
+                backend: fw.backend.clone().unwrap_or_else(|| "?".into()),
+                table: fw.table.clone().unwrap_or_default(),
+                chain: fw.chain.clone().unwrap_or_default(),
+                rule: fw.rule.clone(),
+                manager: Some(fw.manager.clone()),
+                counter_delta: fw.counter_delta,
+                certain: Some(fw.certain),
+            });
+            if fw.counter_delta == Some(0) {
+                f.evidence.push(Evidence::Missing {
+                    what: "counter".into(),
+                    why: "the deciding rule's counter did not move when the probe was sent again: another rule or component may drop it".into(),
+                });
+            }
+        }
+        Some(fw) => f.evidence.push(Evidence::Missing {
+            what: "deciding-rule".into(),
+            why: format!(
+                "the live rules {} this packet ({}), yet the kernel dropped it in netfilter: something the rules walk does not see decided (conntrack, a set, a rule added since)",
+                fw.decision, fw.rule
+            ),
+        }),
+        None => f.evidence.push(Evidence::Missing {
+            what: "deciding-rule".into(),
+            why: cx
+                .facts
+                .skipped
+                .iter()
+                .find(|s| s.what == "deciding-rule")
+                .map(|s| s.why.clone())
+                .unwrap_or_else(|| "the live rules were not read".into()),
+        }),
+    }
+}
+
+/// Fixes for a firewall verdict: the manager's own, verified by walking the packet again with them
+/// applied, then the generic INPUT-rule advice.
+fn firewall_fixes(cx: &Ctx) -> Vec<hostreach_model::Fix> {
+    let generic = fixes::firewall(&cx.place, cx.port, cx.proto);
+    match cx.facts.firewall.as_ref().map(|fw| fw.fixes.clone()).filter(|f| !f.is_empty()) {
+        // The manager's own fixes, proven on a copy of the rules; plus why DOCKER-USER is not the place.
+        Some(mut own) => {
+            own.extend(generic.into_iter().filter(|f| f.commands.is_empty()));
+            own
+        }
+        None => generic,
     }
 }
 

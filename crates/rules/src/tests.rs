@@ -139,6 +139,7 @@ fn bridge_facts(target: &str) -> Facts {
         mtu: None,
         pressure: vec![],
         peers: vec![],
+        firewall: None,
     }
 }
 
@@ -408,4 +409,38 @@ fn host_gateway_is_docker0_even_from_a_user_network() {
         ..Default::default()
     });
     assert!(diagnose(&f).findings[0].fix[0].summary.contains("host-gateway is 10.9.0.1"));
+}
+
+#[test]
+fn firewall_drop_names_the_deciding_rule_and_its_counter() {
+    let mut f = bridge_facts("host:8080");
+    literal(&mut f, "172.17.0.1");
+    f.host_sockets = vec![listener("0.0.0.0", 8080, "socat")];
+    f.probe = Some(probe(ProbeOutcome::NoAnswer, "172.17.0.1:8080", true));
+    f.drops.events = vec![drop_ev("NETFILTER_DROP", "nft_do_chain+0x3c2/0x6a0", true)];
+    f.firewall = Some(FirewallFacts {
+        decision: "drop".into(),
+        backend: Some("iptables-nft".into()),
+        table: Some("filter".into()),
+        chain: Some("INPUT".into()),
+        rule: "-A INPUT -i docker0 -p tcp -m tcp --dport 8080 -j DROP".into(),
+        manager: "plain".into(),
+        certain: true,
+        counter_delta: Some(1),
+        fixes: vec![Fix::new("Accept it first", ["sudo iptables -I INPUT 1 -i docker0 -p tcp --dport 8080 -j ACCEPT".to_string()])],
+        notes: vec![],
+    });
+    let r = diagnose(&f);
+    assert_eq!(r.verdict.code, Code::FirewallDrop);
+    assert!(r.findings[0].evidence.iter().any(|e| matches!(e, Evidence::Rule { rule, counter_delta: Some(1), .. } if rule.ends_with("--dport 8080 -j DROP"))));
+    assert!(!r.findings[0].evidence.iter().any(|e| matches!(e, Evidence::Missing { what, .. } if what == "deciding-rule")));
+    assert_eq!(r.findings[0].fix[0].commands[0], "sudo iptables -I INPUT 1 -i docker0 -p tcp --dport 8080 -j ACCEPT");
+    // The generic UFW/firewalld advice gives way to the manager's own fix; the DOCKER-USER note stays.
+    assert!(!r.findings[0].fix.iter().any(|x| x.summary.starts_with("With UFW")));
+    assert!(r.findings[0].fix.iter().any(|x| x.summary.contains("DOCKER-USER")));
+
+    // Rules that accept a packet the kernel dropped: say so, never invent the rule.
+    f.firewall.as_mut().unwrap().decision = "accept".into();
+    let r = diagnose(&f);
+    assert!(r.findings[0].evidence.iter().any(|e| matches!(e, Evidence::Missing { what, why } if what == "deciding-rule" && why.contains("accept"))));
 }
