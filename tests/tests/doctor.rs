@@ -200,7 +200,21 @@ fn firewall_drop_is_concluded_from_the_kernels_report() {
     // It answered from the drop report, not from the 5 s timeout.
     assert!(probe["elapsed_ms"].as_u64().unwrap() < 1000, "{run}");
     assert!(run.elapsed < Duration::from_secs(3), "{run}");
-    assert!(fix_commands(&run).iter().any(|c| c == &format!("sudo iptables -I INPUT -i docker0 -p tcp --dport {port} -j ACCEPT")), "{run}");
+    // The deciding rule, named from the live rules, and its counter moved when the probe was re-sent.
+    let rules = evidence(&run, "rule");
+    assert!(
+        rules.iter().any(|r| r["rule"] == format!("-A INPUT -i docker0 -p tcp -m tcp --dport {port} -j DROP")
+            && r["backend"] == "iptables-nft"
+            && r["chain"] == "INPUT"
+            && r["counter_delta"].as_u64().is_some_and(|n| n >= 1)),
+        "{run}"
+    );
+    // Inserted right before the dropping rule, wherever parallel tests put it.
+    let tail = format!(" -i docker0 -p tcp --dport {port} -j ACCEPT");
+    assert!(
+        fix_commands(&run).iter().any(|c| c.strip_prefix("sudo iptables -I INPUT ").and_then(|r| r.strip_suffix(&tail)).is_some_and(|n| n.parse::<u32>().is_ok())),
+        "{run}"
+    );
 }
 
 #[test]
@@ -217,6 +231,10 @@ fn firewall_reject_with_icmp_and_with_reset() {
         assert_eq!(run.verdict(), Some("FIREWALL_REJECT"), "--reject-with {with}:\n{run}");
         assert!(evidence(&run, "drop-reason").iter().any(|d| d["reason"] == "NETFILTER_DROP"), "{run}");
         assert!(evidence(&run, "socket").iter().any(|s| s["local"] == format!("0.0.0.0:{port}")), "{run}");
+        assert!(
+            evidence(&run, "rule").iter().any(|r| r["rule"].as_str().is_some_and(|x| x.contains(&format!("--dport {port} -j REJECT --reject-with {with}")))),
+            "the REJECT rule is named:\n{run}"
+        );
     }
 }
 

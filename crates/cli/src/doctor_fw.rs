@@ -81,7 +81,10 @@ pub fn step(facts: &mut Facts, netns: Option<&Netns>, timeout: Duration, trace: 
     if let Some((p0, _)) = before.counters
         && matches!(before.decision, hostreach_firewall::Decision::Drop | hostreach_firewall::Decision::Reject)
     {
-        let spec = ProbeSpec { destination: probe.destination, proto: probe.proto, timeout, trace };
+        // The rule counts the SYN as it is sent (veth transmit runs the host's hooks in the sender's
+        // context), so a short untraced probe is enough; no second tracefs instance is needed.
+        let _ = (timeout, trace);
+        let spec = ProbeSpec { destination: probe.destination, proto: probe.proto, timeout: Duration::from_millis(50), trace: false };
         if probe::run(netns, spec).is_ok()
             && let Ok((rules2, _)) = read_rules()
         {

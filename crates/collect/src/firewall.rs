@@ -86,39 +86,33 @@ fn has_table(text: &str) -> bool {
 /// found or run; otherwise the answer names what is missing.
 pub fn read_live() -> Result<LiveRules> {
     let mut live = LiveRules::default();
+    // Which tools to run: the -legacy/-nft variants where installed, else the plain name; and nft.
+    let mut jobs: Vec<(String, Option<PathBuf>, &[&str])> = Vec::new();
     for family in ["iptables", "ip6tables"] {
         let variants: Vec<(String, Option<PathBuf>)> =
             ["legacy", "nft"].iter().map(|b| format!("{family}-{b}-save")).map(|n| (n.clone(), find_tool(&n))).collect();
-        let any_variant = variants.iter().any(|(_, p)| p.is_some());
-        if any_variant {
-            for (name, path) in variants {
-                match path {
-                    None => live.missing.push(name),
-                    Some(p) => match run(&p, &["-c"]) {
-                        Ok(text) if has_table(&text) => live.iptables.push(Capture { tool: name, text }),
-                        Ok(_) => {}
-                        Err(e) => live.failed.push(e),
-                    },
-                }
-            }
+        if variants.iter().any(|(_, p)| p.is_some()) {
+            jobs.extend(variants.into_iter().map(|(n, p)| (n, p, &["-c"][..])));
         } else {
             let name = format!("{family}-save");
-            match find_tool(&name) {
-                None => live.missing.push(name),
-                Some(p) => match run(&p, &["-c"]) {
-                    Ok(text) if has_table(&text) => live.iptables.push(Capture { tool: name, text }),
-                    Ok(_) => {}
-                    Err(e) => live.failed.push(e),
-                },
-            }
+            let path = find_tool(&name);
+            jobs.push((name, path, &["-c"][..]));
         }
     }
-    match find_tool("nft") {
-        None => live.missing.push("nft".into()),
-        Some(p) => match run(&p, &["-j", "list", "ruleset"]) {
-            Ok(text) => live.nft_json = Some(Capture { tool: "nft -j list ruleset".into(), text }),
-            Err(e) => live.failed.push(e),
-        },
+    jobs.push(("nft".into(), find_tool("nft"), &["-j", "list", "ruleset"][..]));
+    // Run them at once (each is a fork and a netlink dump): doctor waits on the slowest, not the sum.
+    let outputs: Vec<Option<std::result::Result<String, String>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.iter().map(|(_, path, args)| path.as_ref().map(|p| s.spawn(move || run(p, args)))).collect();
+        handles.into_iter().map(|h| h.map(|h| h.join().unwrap_or_else(|_| Err("the reader thread panicked".into())))).collect()
+    });
+    for ((name, _, _), out) in jobs.into_iter().zip(outputs) {
+        match out {
+            None => live.missing.push(name),
+            Some(Err(e)) => live.failed.push(e),
+            Some(Ok(text)) if name == "nft" => live.nft_json = Some(Capture { tool: "nft -j list ruleset".into(), text }),
+            Some(Ok(text)) if has_table(&text) => live.iptables.push(Capture { tool: name, text }),
+            Some(Ok(_)) => {}
+        }
     }
     if live.is_empty() && !live.failed.is_empty() {
         return Err(CollectError::Unavailable(format!("cannot read the firewall rules: {}", live.failed.join("; "))));
