@@ -1073,3 +1073,51 @@ impl Drop for ComposeProject {
     }
 }
 
+/// The lab's compose project: two networks (front, back); `alias` uses host.docker.internal without
+/// extra_hosts, `gateway` a hardcoded 172.17.0.1 (`DB_HOST`/`DB_PORT`), `fine` maps the alias. Every
+/// object carries the test-pid label, so a dead test's leftovers are found and removed.
+pub fn three_service_project(api_port: u16, db_port: u16) -> String {
+    let pid = std::process::id();
+    format!(
+        r#"# hostreach lab: compose lint
+services:
+  alias:
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+    dns: ["{DNS_IP}"]
+    networks: [front]
+    labels:
+      {TEST_PID_LABEL}: "{pid}"
+    environment:
+      API_URL: http://host.docker.internal:{api_port}/
+  gateway:
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+    dns: ["{DNS_IP}"]
+    networks: [back]
+    labels:
+      {TEST_PID_LABEL}: "{pid}"
+    environment:
+      DB_HOST: 172.17.0.1
+      DB_PORT: "{db_port}"
+  fine:
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+    dns: ["{DNS_IP}"]
+    networks: [front, back]
+    labels:
+      {TEST_PID_LABEL}: "{pid}"
+    extra_hosts:
+      - "host.docker.internal:host-gateway"
+    environment:
+      API_URL: http://host.docker.internal:{api_port}/
+networks:
+  front:
+    labels:
+      {TEST_PID_LABEL}: "{pid}"
+  back:
+    labels:
+      {TEST_PID_LABEL}: "{pid}"
+"#
+    )
+}

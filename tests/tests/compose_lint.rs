@@ -8,57 +8,9 @@ use hostreach_labtests::*;
 use serde_json::Value;
 use std::time::Duration;
 
-const PID_LABEL: &str = "hostreach-lab.test-pid";
-
 /// 1-based line of the first line of `text` containing `needle`.
 fn line_of(text: &str, needle: &str) -> u64 {
     text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle:?} not in the file")) as u64 + 1
-}
-
-fn project_yaml(api_port: u16, db_port: u16) -> String {
-    let pid = std::process::id();
-    format!(
-        r#"# hostreach lab: compose lint
-services:
-  alias:
-    image: {IMAGE}
-    command: ["sleep", "3600"]
-    dns: ["{DNS_IP}"]
-    networks: [front]
-    labels:
-      {PID_LABEL}: "{pid}"
-    environment:
-      API_URL: http://host.docker.internal:{api_port}/
-  gateway:
-    image: {IMAGE}
-    command: ["sleep", "3600"]
-    dns: ["{DNS_IP}"]
-    networks: [back]
-    labels:
-      {PID_LABEL}: "{pid}"
-    environment:
-      DB_HOST: 172.17.0.1
-      DB_PORT: "{db_port}"
-  fine:
-    image: {IMAGE}
-    command: ["sleep", "3600"]
-    dns: ["{DNS_IP}"]
-    networks: [front, back]
-    labels:
-      {PID_LABEL}: "{pid}"
-    extra_hosts:
-      - "host.docker.internal:host-gateway"
-    environment:
-      API_URL: http://host.docker.internal:{api_port}/
-networks:
-  front:
-    labels:
-      {PID_LABEL}: "{pid}"
-  back:
-    labels:
-      {PID_LABEL}: "{pid}"
-"#
-    )
 }
 
 fn findings<'a>(run: &'a Run, code: &str) -> Vec<&'a Value> {
@@ -70,7 +22,7 @@ fn lint_findings_match_what_happens_in_the_lab() {
     let lab = Lab::get();
     let api_port = lab.free_port();
     let db_port = lab.free_port();
-    let yaml = project_yaml(api_port, db_port);
+    let yaml = three_service_project(api_port, db_port);
     let mut p = ComposeProject::new("lint", &[("compose.yaml", yaml.clone())]);
     let file = p.path("compose.yaml");
 
@@ -139,7 +91,7 @@ fn lint_findings_match_what_happens_in_the_lab() {
 fn bad_override_is_reported_with_file_and_line_and_the_rest_is_linted() {
     let lab = Lab::get();
     let _ = lab;
-    let yaml = project_yaml(8080, 5432);
+    let yaml = three_service_project(8080, 5432);
     let over = "services:\n  fine:\n    enviroment:\n      A: \"1\"\n";
     let p = ComposeProject::new("bad", &[("compose.yaml", yaml.clone()), ("compose.override.yaml", over.into())]);
     let run = hostreach(&["compose", "lint", "--project-directory", p.dir.to_str().unwrap(), "--format", "json"]);
@@ -165,7 +117,7 @@ fn bad_override_is_reported_with_file_and_line_and_the_rest_is_linted() {
 fn egress_mtu_below_1500_flags_both_networks() {
     let lab = Lab::get();
     let _ = lab;
-    let yaml = project_yaml(8080, 5432);
+    let yaml = three_service_project(8080, 5432);
     let p = ComposeProject::new("mtu", &[("compose.yaml", yaml.clone())]);
     let run = hostreach(&["compose", "lint", "--project-directory", p.dir.to_str().unwrap(), "--egress-mtu", "1400", "--format", "json"]);
     assert_eq!(run.code, 1, "{run}");

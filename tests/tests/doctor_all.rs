@@ -4,53 +4,6 @@
 use hostreach_labtests::*;
 use serde_json::Value;
 
-const PID_LABEL: &str = "hostreach-lab.test-pid";
-
-fn project(api_port: u16, db_port: u16) -> String {
-    let pid = std::process::id();
-    format!(
-        r#"services:
-  alias:
-    image: {IMAGE}
-    command: ["sleep", "3600"]
-    dns: ["{DNS_IP}"]
-    networks: [front]
-    labels:
-      {PID_LABEL}: "{pid}"
-    environment:
-      API_URL: http://host.docker.internal:{api_port}/
-  gateway:
-    image: {IMAGE}
-    command: ["sleep", "3600"]
-    dns: ["{DNS_IP}"]
-    networks: [back]
-    labels:
-      {PID_LABEL}: "{pid}"
-    environment:
-      DB_HOST: 172.17.0.1
-      DB_PORT: "{db_port}"
-  fine:
-    image: {IMAGE}
-    command: ["sleep", "3600"]
-    dns: ["{DNS_IP}"]
-    networks: [front, back]
-    labels:
-      {PID_LABEL}: "{pid}"
-    extra_hosts:
-      - "host.docker.internal:host-gateway"
-    environment:
-      API_URL: http://host.docker.internal:{api_port}/
-networks:
-  front:
-    labels:
-      {PID_LABEL}: "{pid}"
-  back:
-    labels:
-      {PID_LABEL}: "{pid}"
-"#
-    )
-}
-
 fn ours<'a>(all: &'a Value, project: &str) -> Vec<(&'a str, &'a str, &'a str)> {
     let mut v: Vec<(&str, &str, &str)> = all["results"]
         .as_array()
@@ -80,7 +33,7 @@ fn doctor_all_checks_every_container_against_the_targets_in_its_configuration() 
     let _api = lab.listener(Proto::Tcp, "0.0.0.0", api);
     let _db = lab.listener(Proto::Tcp, BRIDGE_GW, db);
     let _rule = lab.iptables(&["-I", "INPUT", "!", "-i", "docker0", "-p", "tcp", "--dport", &dbs, "-j", "REJECT"]);
-    let mut p = ComposeProject::new("all", &[("compose.yaml", project(api, db))]);
+    let mut p = ComposeProject::new("all", &[("compose.yaml", three_service_project(api, db))]);
     p.up();
 
     let run = hostreach(&["doctor", "--all", "--format", "json"]);

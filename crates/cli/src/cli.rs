@@ -64,17 +64,8 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "N", default_value_t = 8, requires = "all")]
     pub concurrency: usize,
 
-    /// The container, by name or ID (Docker Engine API).
-    #[arg(long, short = 'c', value_name = "NAME|ID")]
-    pub container: Option<String>,
-
-    /// A process whose network namespace to diagnose (for namespaces Docker does not manage).
-    #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
-
-    /// A network namespace file to diagnose (/run/netns/NAME, /proc/PID/ns/net).
-    #[arg(long, value_name = "PATH")]
-    pub netns: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: crate::subject::SubjectArgs,
 
     /// What to reach: host:PORT, IP:PORT, [IPv6]:PORT, NAME:PORT or a URL (postgres://user@host/db).
     #[arg(long, value_name = "TARGET", conflicts_with = "all")]

@@ -77,9 +77,9 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
 
     // The subject and its namespace.
     let resolved = crate::subject::resolve(
-        args.container.as_deref(),
-        args.pid,
-        args.netns.as_deref(),
+        args.subject.container.as_deref(),
+        args.subject.pid,
+        args.subject.netns.as_deref(),
         docker_host,
     )
     .await?;

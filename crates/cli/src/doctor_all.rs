@@ -109,7 +109,7 @@ fn check_all(jobs: &[Job], args: &DoctorArgs, docker_host: Option<&str>, workers
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
                     let one = DoctorArgs {
-                        container: Some(job.container_id.clone()),
+                        subject: crate::subject::SubjectArgs { container: Some(job.container_id.clone()), pid: None, netns: None },
                         to: Some(job.target.clone()),
                         all: false,
                         ..args.clone()

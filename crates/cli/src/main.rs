@@ -73,14 +73,14 @@ fn run(cli: Cli) -> i32 {
         Command::Relay(args) => relay_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Path(args) => path_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Trace(args) => trace_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
-        Command::Doctor(args) if args.all || (args.to.is_none() && args.facts.is_none() && args.container.is_none() && args.pid.is_none() && args.netns.is_none()) => {
+        Command::Doctor(args) if args.all || (args.to.is_none() && args.facts.is_none() && !args.subject.any()) => {
             doctor_all::run(&rt, args, cli.format, cli.docker_host.as_deref())
         }
         Command::Doctor(args) if args.to.is_none() && args.facts.is_none() => {
             exit::print_line("doctor needs --to TARGET (host:PORT, IP:PORT, NAME:PORT or a URL), or --all to check every container");
             exit::USAGE
         }
-        Command::Doctor(args) if args.to.is_some() && args.container.is_none() && args.pid.is_none() && args.netns.is_none() => {
+        Command::Doctor(args) if args.to.is_some() && !args.subject.any() => {
             exit::print_line("doctor --to needs a subject: --container NAME|ID, --pid PID or --netns PATH");
             exit::USAGE
         }

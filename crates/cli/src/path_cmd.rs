@@ -16,21 +16,14 @@ use hostreach_model::{
 };
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["container", "pid", "netns"])))]
 pub struct PathArgs {
-    /// The container, by name or ID (Docker Engine API).
-    #[arg(long, short = 'c', value_name = "NAME|ID")]
-    pub container: Option<String>,
-    /// A process whose network namespace to show.
-    #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
-    /// A network namespace file (/run/netns/NAME, /proc/PID/ns/net).
-    #[arg(long, value_name = "PATH")]
-    pub netns: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: crate::subject::SubjectArgs,
+
     /// Also the hops towards this target: host:PORT, IP:PORT, NAME:PORT or a URL (no traffic is sent,
     /// except DNS queries to the container's own resolvers for a NAME).
     #[arg(long, value_name = "TARGET")]
@@ -143,7 +136,7 @@ pub async fn gather(
 }
 
 pub fn run(rt: &tokio::runtime::Runtime, args: &PathArgs, format: Format, docker_host: Option<&str>) -> i32 {
-    let g = match rt.block_on(gather(args.container.as_deref(), args.pid, args.netns.as_deref(), args.to.as_deref(), args.proto.into(), docker_host)) {
+    let g = match rt.block_on(gather(args.subject.container.as_deref(), args.subject.pid, args.subject.netns.as_deref(), args.to.as_deref(), args.proto.into(), docker_host)) {
         Ok(g) => g,
         Err(f) => {
             exit::print_line(&f.message);

@@ -15,25 +15,14 @@ use hostreach_model::Proto;
 use serde::Serialize;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["container", "pid", "netns"])))]
 pub struct RelayArgs {
-    /// The container whose localhost gets the service, by name or ID (Docker Engine API). Followed across
-    /// restarts.
-    #[arg(long, short = 'c', value_name = "NAME|ID")]
-    pub container: Option<String>,
-
-    /// A process whose network namespace gets the listener (for namespaces Docker does not manage).
-    #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
-
-    /// A network namespace file that gets the listener (/run/netns/NAME, /proc/PID/ns/net).
-    #[arg(long, value_name = "PATH")]
-    pub netns: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: crate::subject::SubjectArgs,
 
     /// Where to listen inside the container: ADDR:PORT, [IPv6]:PORT or PORT (127.0.0.1). Repeat for
     /// several services; the n-th --listen pairs with the n-th --to. Prefix udp: for a UDP pair.
@@ -224,13 +213,13 @@ fn run_inner(rt: &tokio::runtime::Runtime, args: &RelayArgs, format: Format, doc
     if args.buffer < 4096 || args.buffer > 64 << 20 {
         return Err(Failure::usage("--buffer must be between 4096 and 67108864 bytes"));
     }
-    let subject = if let Some(name) = &args.container {
+    let subject = if let Some(name) = &args.subject.container {
         let endpoint = docker::endpoint(docker_host);
         let docker = rt.block_on(DockerClient::connect(&endpoint)).map_err(Failure::from_collect)?;
         Subject::Container { docker, name: name.clone() }
-    } else if let Some(pid) = args.pid {
+    } else if let Some(pid) = args.subject.pid {
         Subject::Pid(pid)
-    } else if let Some(path) = &args.netns {
+    } else if let Some(path) = &args.subject.netns {
         Subject::Netns(path.clone())
     } else {
         return Err(Failure::usage("give --container, --pid or --netns"));

@@ -12,7 +12,6 @@ use hostreach_collect::sockets::{self, SocketQuery};
 use hostreach_model::{NetnsFacts, PressureFacts, Proto, SCHEMA, SocketFact};
 use serde::Serialize;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("sockets_subject").multiple(false).args(["container", "pid", "netns"])))]
@@ -29,15 +28,9 @@ pub struct SocketsArgs {
     /// Only UDP.
     #[arg(long)]
     pub udp: bool,
-    /// Sockets of this container's network namespace instead of the host's.
-    #[arg(long, short = 'c', value_name = "NAME|ID")]
-    pub container: Option<String>,
-    /// Sockets of this process's network namespace.
-    #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
-    /// Sockets of this network namespace file.
-    #[arg(long, value_name = "PATH")]
-    pub netns: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: crate::subject::SubjectArgs,
+
     /// Do not look up owning processes (faster on hosts with very many sockets).
     #[arg(long)]
     pub no_owners: bool,
@@ -87,7 +80,7 @@ async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<Collec
         port: args.port,
         owners: !args.no_owners,
     };
-    let any_subject = args.container.is_some() || args.pid.is_some() || args.netns.is_some();
+    let any_subject = args.subject.any();
     if !any_subject {
         let (links, socks, pressure) = std::thread::scope(|s| {
             let l = s.spawn(netlink::read_current);
@@ -99,7 +92,7 @@ async fn collect(args: &SocketsArgs, docker_host: Option<&str>) -> Result<Collec
         let socks = socks.map_err(Failure::from_collect)?;
         return Ok(("host".into(), links, socks, pressure));
     }
-    let r = crate::subject::resolve(args.container.as_deref(), args.pid, args.netns.as_deref(), docker_host).await?;
+    let r = crate::subject::resolve(args.subject.container.as_deref(), args.subject.pid, args.subject.netns.as_deref(), docker_host).await?;
     let label = crate::subject::label(&r.subject);
     let ns: Netns = r.netns.ok_or_else(|| {
         Failure::cannot(format!("cannot enter the network namespace of {label}: it needs CAP_SYS_ADMIN (run hostreach as root)"))

@@ -5,7 +5,28 @@ use crate::exit::Failure;
 use hostreach_collect::docker::{self, DockerClient};
 use hostreach_collect::netns::Netns;
 use hostreach_model::{DaemonFacts, Skipped, Subject};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// `--container`, `--pid`, `--netns`: who a command is about. Each command's own clap group says
+/// whether one is required and what else excludes them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SubjectArgs {
+    /// The container, by name or ID (Docker Engine API).
+    #[arg(long, short = 'c', value_name = "NAME|ID")]
+    pub container: Option<String>,
+    /// A process whose network namespace to use (for namespaces Docker does not manage).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// A network namespace file (/run/netns/NAME, /proc/PID/ns/net).
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<PathBuf>,
+}
+
+impl SubjectArgs {
+    pub fn any(&self) -> bool {
+        self.container.is_some() || self.pid.is_some() || self.netns.is_some()
+    }
+}
 
 pub struct Resolved {
     pub subject: Subject,

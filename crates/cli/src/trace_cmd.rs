@@ -17,15 +17,9 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["container", "pid", "netns"])))]
 pub struct TraceArgs {
-    /// The container, by name or ID (Docker Engine API).
-    #[arg(long, short = 'c', value_name = "NAME|ID")]
-    pub container: Option<String>,
-    /// A process whose network namespace to trace from.
-    #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
-    /// A network namespace file (/run/netns/NAME, /proc/PID/ns/net).
-    #[arg(long, value_name = "PATH")]
-    pub netns: Option<PathBuf>,
+    #[command(flatten)]
+    pub subject: crate::subject::SubjectArgs,
+
     /// What to reach: host:PORT, IP:PORT, [IPv6]:PORT, NAME:PORT or a URL.
     #[arg(long, value_name = "TARGET")]
     pub to: String,
@@ -49,13 +43,13 @@ struct DoctorWrap {
 
 fn doctor_args(a: &TraceArgs) -> Result<DoctorArgs, Failure> {
     let mut argv: Vec<String> = vec!["doctor".into()];
-    if let Some(c) = &a.container {
+    if let Some(c) = &a.subject.container {
         argv.extend(["--container".into(), c.clone()]);
     }
-    if let Some(p) = a.pid {
+    if let Some(p) = a.subject.pid {
         argv.extend(["--pid".into(), p.to_string()]);
     }
-    if let Some(n) = &a.netns {
+    if let Some(n) = &a.subject.netns {
         argv.extend(["--netns".into(), n.display().to_string()]);
     }
     argv.extend(["--to".into(), a.to.clone()]);
@@ -90,9 +84,9 @@ fn run_inner(rt: &tokio::runtime::Runtime, args: &TraceArgs, format: Format, doc
     }
     // 1. Where to capture: the wire as netlink shows it.
     let g = rt.block_on(crate::path_cmd::gather(
-        args.container.as_deref(),
-        args.pid,
-        args.netns.as_deref(),
+        args.subject.container.as_deref(),
+        args.subject.pid,
+        args.subject.netns.as_deref(),
         Some(&args.to),
         args.proto.into(),
         docker_host,
