@@ -358,7 +358,7 @@ fn recv_one(fd: i32, buf: &mut [u8]) -> io::Result<Option<(Packet, u16)>> {
             ts_ns = now.as_nanos() as u64;
         }
         Ok(Some((
-            Packet { ts_ns, data: buf[..len].to_vec(), orig_len: orig as u32, outgoing: sll.sll_pkttype == libc::PACKET_OUTGOING as u8 },
+            Packet { ts_ns, data: buf[..len].to_vec(), orig_len: orig as u32, outgoing: sll.sll_pkttype == libc::PACKET_OUTGOING },
             sll.sll_hatype,
         )))
     }

@@ -219,7 +219,7 @@ pub fn search_finding(facts: &Facts) -> Option<Finding> {
                     [format!("docker run --sysctl net.ipv4.tcp_mtu_probing=1 ... (for {})", w.container)],
                 ));
                 f.fix.push(Fix::new(
-                    format!("And on the box that drops ICMP type 3 code 4 (fragmentation needed), let it through: PMTU discovery needs it"),
+                    "And on the box that drops ICMP type 3 code 4 (fragmentation needed), let it through: PMTU discovery needs it".to_string(),
                     ["iptables -I OUTPUT -p icmp --icmp-type fragmentation-needed -j ACCEPT".to_string(), "iptables -I FORWARD -p icmp --icmp-type fragmentation-needed -j ACCEPT".to_string()],
                 ));
             }
