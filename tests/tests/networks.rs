@@ -65,3 +65,28 @@ fn the_daemons_settings_come_from_the_dockerd_of_this_namespace() {
         &json!({"daemon": {"api_version": "1.41", "settings": {"config_file": "/run/hostreach-lab/daemon.json", "dns": [DNS_IP]}}}),
     );
 }
+
+#[test]
+fn enable_icc_false_is_named_by_dockers_own_rule() {
+    let lab = Lab::get();
+    let net = lab.network("noicc", &["-o", "com.docker.network.bridge.enable_icc=false"]);
+    let db = lab.container("icc-db", &["--network", &net.name]);
+    let web = lab.container("icc-web", &["--network", &net.name]);
+    let port = lab.free_port();
+    let _svc = lab.listener_in_container(&db, Proto::Tcp, "0.0.0.0", port);
+    let run = hostreach(&["doctor", "--container", &web.name, "--to", &format!("{}:{port}", db.name), "--format", "json"]);
+    run.assert_code(1);
+    assert_eq!(run.verdict(), Some("FIREWALL_DROP"), "{run}");
+    let ev = run.json()["findings"][0]["evidence"].as_array().unwrap();
+    let br = &net.bridge;
+    assert!(
+        ev.iter().any(|e| e["kind"] == "rule"
+            && e["rule"] == format!("-A FORWARD -i {br} -o {br} -j DROP")
+            && e["counter_delta"].as_u64().is_some_and(|n| n >= 1)),
+        "Docker's icc=false rule, named, its counter moving:\n{run}"
+    );
+    // On the forwarding path the fix is a DOCKER-USER rule, and the INPUT-only note is not given.
+    let fixes = run.json()["findings"][0]["fix"].as_array().unwrap();
+    assert!(fixes.iter().any(|f| f["commands"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().starts_with("sudo iptables -I DOCKER-USER"))), "{run}");
+    assert!(!fixes.iter().any(|f| f["summary"].as_str().unwrap().starts_with("Not a DOCKER-USER rule")), "{run}");
+}

@@ -73,6 +73,16 @@ pub fn step(facts: &mut Facts, netns: Option<&Netns>, timeout: Duration, trace: 
     };
     let mut pkt = Packet::new(iif, src.ip(), probe.destination.ip(), proto, Some(probe.destination.port()), path);
     pkt.local_addresses = facts.host_net.as_ref().map(|h| h.addresses.iter().map(|a| a.address).collect());
+    // Forwarded (to another container, or beyond the host): the host's route names the egress
+    // interface, so `-o`/`oifname` matches can be evaluated (a container on the same bridge: the bridge).
+    if path == PathKind::Forward
+        && let Some(h) = facts.host_net.as_ref()
+    {
+        pkt.oif = hostreach_rules::path::route_lookup(h, &probe.destination.ip())
+            .and_then(|r| r.oif)
+            .and_then(|i| h.link(i))
+            .map(|l| l.name.clone());
+    }
     pkt.src_network = facts.subject.container().and_then(|c| c.networks.first()).and_then(|n| n.subnet.clone());
     let before = explain(&rules, &pkt);
 

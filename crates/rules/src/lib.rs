@@ -634,7 +634,11 @@ fn firewall_fixes(cx: &Ctx) -> Vec<hostreach_model::Fix> {
     match cx.facts.firewall.as_ref().map(|fw| fw.fixes.clone()).filter(|f| !f.is_empty()) {
         // The manager's own fixes, proven on a copy of the rules; plus why DOCKER-USER is not the place.
         Some(mut own) => {
-            own.extend(generic.into_iter().filter(|f| f.commands.is_empty()));
+            // The note on DOCKER-USER is about local delivery; on the forwarding path it would mislead.
+            let input = cx.addr.is_some_and(|a| cx.facts.host_net.as_ref().is_some_and(|h| h.owns(&a)) || is_loopback(&a));
+            if input {
+                own.extend(generic.into_iter().filter(|f| f.commands.is_empty()));
+            }
             own
         }
         None => generic,
