@@ -65,9 +65,12 @@ pub fn probe_here(spec: &ProbeSpec) -> Result<ProbeRun> {
     }
     let want_proto: u16 = if spec.destination.is_ipv4() { 0x0800 } else { 0x86dd };
     let mut events: Vec<DropEvent> = Vec::new();
-    let outcome = match spec.proto {
-        Proto::Tcp => tcp(spec, tid, want_proto, &mut tracer, &mut events),
-        Proto::Udp => udp(spec, tid, want_proto, &mut tracer, &mut events),
+    let outcome = {
+        let mut watch = Watch { tid, want_proto, tracer: &mut tracer, events: &mut events, drop_seen_at: None };
+        match spec.proto {
+            Proto::Tcp => tcp(spec, &mut watch),
+            Proto::Udp => udp(spec, &mut watch),
+        }
     };
     if let Some(t) = tracer.take() {
         events.extend(t.stop());
@@ -75,7 +78,7 @@ pub fn probe_here(spec: &ProbeSpec) -> Result<ProbeRun> {
     for e in &mut events {
         e.attributed = e.pid == tid && e.protocol == want_proto;
     }
-    let (mut result, _) = outcome?;
+    let mut result = outcome?;
     result.tid = Some(tid);
     Ok(ProbeRun { result, drops: DropTrace { status, events } })
 }
@@ -94,134 +97,107 @@ fn new_socket(spec: &ProbeSpec, ty: Type, proto: Protocol) -> Result<Socket> {
     Ok(s)
 }
 
-fn tcp(
-    spec: &ProbeSpec,
+/// Waits on the probe's socket while reading the drop trace; remembers when the kernel first reported
+/// dropping one of the probe's packets, after which only a short grace remains.
+struct Watch<'a> {
     tid: u32,
     want_proto: u16,
-    tracer: &mut Option<DropTracer>,
-    events: &mut Vec<DropEvent>,
-) -> Result<(ProbeResult, ())> {
+    tracer: &'a mut Option<DropTracer>,
+    events: &'a mut Vec<DropEvent>,
+    drop_seen_at: Option<Instant>,
+}
+
+enum Wait {
+    /// The socket is ready for the events asked.
+    Ready,
+    /// The deadline passed, or the grace after a reported drop ended (see `Watch::drop_seen_at`).
+    Expired,
+}
+
+impl Watch<'_> {
+    fn wait(&mut self, fd: RawFd, poll_events: i16, deadline: Instant) -> Result<Wait> {
+        loop {
+            let until = match self.drop_seen_at {
+                Some(t) => deadline.min(t + GRACE_AFTER_DROP),
+                None => deadline,
+            };
+            let now = Instant::now();
+            if now >= until {
+                return Ok(Wait::Expired);
+            }
+            let trace_fd = if self.drop_seen_at.is_none() { self.tracer.as_ref().map(|t| t.fd().as_raw_fd()) } else { None };
+            let (sock_ready, trace_ready) = poll2(fd, poll_events, trace_fd, until - now)?;
+            if sock_ready {
+                return Ok(Wait::Ready);
+            }
+            if trace_ready && let Some(t) = self.tracer.as_mut() {
+                let fresh = t.read_available();
+                let ours = fresh.iter().any(|e| e.pid == self.tid && e.protocol == self.want_proto);
+                self.events.extend(fresh);
+                if ours && self.drop_seen_at.is_none() {
+                    self.drop_seen_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn by_drop(&self) -> bool {
+        self.drop_seen_at.is_some()
+    }
+}
+
+fn tcp(spec: &ProbeSpec, watch: &mut Watch) -> Result<ProbeResult> {
     let start = Instant::now();
     let sock = new_socket(spec, Type::STREAM, Protocol::TCP)?;
     // Linger 0: closing a connected probe resets it instead of leaving TIME_WAIT on the host.
     let _ = sock.set_linger(Some(Duration::ZERO));
     let partial = match sock.connect(&SockAddr::from(spec.destination)) {
         Ok(()) => Partial { outcome: ProbeOutcome::Connected, errno: None, concluded_by_drop: false },
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
-            wait_connect(&sock, spec, start, tid, want_proto, tracer, events)?
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => match watch.wait(sock.as_raw_fd(), libc::POLLOUT, start + spec.timeout)? {
+            Wait::Ready => match sock.take_error() {
+                Ok(None) => Partial { outcome: ProbeOutcome::Connected, errno: None, concluded_by_drop: false },
+                Ok(Some(e)) | Err(e) => classify_errno(e.raw_os_error()),
+            },
+            Wait::Expired => Partial {
+                outcome: ProbeOutcome::NoAnswer,
+                errno: if watch.by_drop() { None } else { Some(libc::ETIMEDOUT) },
+                concluded_by_drop: watch.by_drop(),
+            },
+        },
         Err(e) => classify_errno(e.raw_os_error()),
     };
     let source = sock.local_addr().ok().and_then(|a| a.as_socket()).filter(|a| a.port() != 0);
-    Ok((finish(spec, start, source, partial), ()))
+    Ok(finish(spec, start, source, partial))
 }
 
-/// Polls the connecting socket and the drop trace until one decides.
-fn wait_connect(
-    sock: &Socket,
-    spec: &ProbeSpec,
-    start: Instant,
-    tid: u32,
-    want_proto: u16,
-    tracer: &mut Option<DropTracer>,
-    events: &mut Vec<DropEvent>,
-) -> Result<Partial> {
-    let deadline = start + spec.timeout;
-    let mut drop_seen_at: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let mut until = deadline;
-        if let Some(t) = drop_seen_at {
-            until = until.min(t + GRACE_AFTER_DROP);
-        }
-        if now >= until {
-            return Ok(Partial {
-                outcome: ProbeOutcome::NoAnswer,
-                errno: if drop_seen_at.is_some() { None } else { Some(libc::ETIMEDOUT) },
-                concluded_by_drop: drop_seen_at.is_some(),
-            });
-        }
-        let trace_fd = if drop_seen_at.is_none() { tracer.as_ref().map(|t| t.fd().as_raw_fd()) } else { None };
-        let ready = poll2(sock.as_raw_fd(), libc::POLLOUT, trace_fd, until - now)?;
-        if ready.0 {
-            return Ok(match sock.take_error() {
-                Ok(None) => Partial { outcome: ProbeOutcome::Connected, errno: None, concluded_by_drop: false },
-                Ok(Some(e)) => classify_errno(e.raw_os_error()),
-                Err(e) => classify_errno(e.raw_os_error()),
-            });
-        }
-        if ready.1
-            && let Some(t) = tracer.as_mut()
-        {
-            let fresh = t.read_available();
-            let ours = fresh.iter().any(|e| e.pid == tid && e.protocol == want_proto);
-            events.extend(fresh);
-            if ours && drop_seen_at.is_none() {
-                drop_seen_at = Some(Instant::now());
-            }
-        }
-    }
-}
-
-fn udp(
-    spec: &ProbeSpec,
-    tid: u32,
-    want_proto: u16,
-    tracer: &mut Option<DropTracer>,
-    events: &mut Vec<DropEvent>,
-) -> Result<(ProbeResult, ())> {
+fn udp(spec: &ProbeSpec, watch: &mut Watch) -> Result<ProbeResult> {
     let start = Instant::now();
     let sock = new_socket(spec, Type::DGRAM, Protocol::UDP)?;
-    // Ask the kernel to report ICMP errors on this socket (it does for connected UDP sockets).
+    // A connected UDP socket gets the ICMP errors the kernel receives for it.
     if let Err(e) = sock.connect(&SockAddr::from(spec.destination)) {
-        let p = classify_errno(e.raw_os_error());
-        return Ok((finish(spec, start, None, p), ()));
+        return Ok(finish(spec, start, None, classify_errno(e.raw_os_error())));
     }
     if let Err(e) = sock.send(b"hostreach probe\n") {
-        let p = classify_errno(e.raw_os_error());
         let source = sock.local_addr().ok().and_then(|a| a.as_socket());
-        return Ok((finish(spec, start, source, p), ()));
+        return Ok(finish(spec, start, source, classify_errno(e.raw_os_error())));
     }
     let deadline = start + spec.timeout.min(UDP_WAIT);
-    let mut partial = Partial { outcome: ProbeOutcome::UdpNoError, errno: None, concluded_by_drop: false };
-    let mut drop_seen_at: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let mut until = deadline;
-        if let Some(t) = drop_seen_at {
-            until = until.min(t + GRACE_AFTER_DROP);
-        }
-        if now >= until {
-            partial.concluded_by_drop = drop_seen_at.is_some();
-            if partial.concluded_by_drop {
-                partial.outcome = ProbeOutcome::NoAnswer;
+    let partial = loop {
+        match watch.wait(sock.as_raw_fd(), libc::POLLIN, deadline)? {
+            Wait::Ready => {
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+                match sock.recv(&mut buf) {
+                    Ok(_) => break Partial { outcome: ProbeOutcome::Connected, errno: None, concluded_by_drop: false },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => break classify_errno(e.raw_os_error()),
+                }
             }
-            break;
+            Wait::Expired if watch.by_drop() => break Partial { outcome: ProbeOutcome::NoAnswer, errno: None, concluded_by_drop: true },
+            Wait::Expired => break Partial { outcome: ProbeOutcome::UdpNoError, errno: None, concluded_by_drop: false },
         }
-        let trace_fd = if drop_seen_at.is_none() { tracer.as_ref().map(|t| t.fd().as_raw_fd()) } else { None };
-        let ready = poll2(sock.as_raw_fd(), libc::POLLIN, trace_fd, until - now)?;
-        if ready.0 {
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 512];
-            partial = match sock.recv(&mut buf) {
-                Ok(_) => Partial { outcome: ProbeOutcome::Connected, errno: None, concluded_by_drop: false },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => classify_errno(e.raw_os_error()),
-            };
-            break;
-        }
-        if ready.1
-            && let Some(t) = tracer.as_mut()
-        {
-            let fresh = t.read_available();
-            let ours = fresh.iter().any(|e| e.pid == tid && e.protocol == want_proto);
-            events.extend(fresh);
-            if ours && drop_seen_at.is_none() {
-                drop_seen_at = Some(Instant::now());
-            }
-        }
-    }
+    };
     let source = sock.local_addr().ok().and_then(|a| a.as_socket());
-    Ok((finish(spec, start, source, partial), ()))
+    Ok(finish(spec, start, source, partial))
 }
 
 fn finish(spec: &ProbeSpec, start: Instant, source: Option<SocketAddr>, p: Partial) -> ProbeResult {
