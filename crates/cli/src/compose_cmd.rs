@@ -9,7 +9,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use hostreach_compose::{Fs, HostFacts, LintReport, Options};
 use hostreach_model::Severity;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
@@ -99,17 +98,7 @@ fn lint(a: &LintArgs, format: Format) -> i32 {
         env: std::env::vars().collect(),
     };
     let report = hostreach_compose::lint_project(&opts, &RealFs, &facts);
-    match format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer_pretty(&mut out, &report);
-            let _ = writeln!(out);
-        }
-        Format::Text => {
-            let mut out = anstream::stdout();
-            let _ = write!(out, "{}", text(&report));
-        }
-    }
+    crate::render::print(format, &report, text);
     exit_code(&report)
 }
 

@@ -109,10 +109,7 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
     // Links, addresses and routes on both sides of the wire.
     let host_ns = Netns::current().map_err(Failure::from_collect)?;
     match netlink::read_current() {
-        Ok(mut h) => {
-            h.inode = Some(host_ns.inode());
-            facts.host_net = Some(h)
-        }
+        Ok(h) => facts.host_net = Some(h),
         Err(e) => facts.skipped.push(Skipped { what: "host-links".into(), why: e.to_string() }),
     }
     if let Some(ns) = &netns {
@@ -120,10 +117,7 @@ pub async fn collect(args: &DoctorArgs, docker_host: Option<&str>) -> Result<Fac
             facts.subject_net = facts.host_net.clone();
         } else if can_enter {
             match netlink::read(ns) {
-                Ok(mut s) => {
-                    s.inode = Some(ns.inode());
-                    facts.subject_net = Some(s)
-                }
+                Ok(s) => facts.subject_net = Some(s),
                 Err(e) => facts.skipped.push(Skipped { what: "subject-links".into(), why: e.to_string() }),
             }
         }

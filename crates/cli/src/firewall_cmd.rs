@@ -4,7 +4,6 @@ use crate::cli::Format;
 use crate::exit;
 use clap::{Args, Subcommand, ValueEnum};
 use hostreach_firewall::{CtState, Decision, Packet, PathKind, Proto, Rulesets};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -97,17 +96,7 @@ pub fn run(args: &FirewallArgs, format: Format) -> i32 {
 }
 
 fn print(format: Format, e: &hostreach_firewall::Explanation) {
-    match format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer_pretty(&mut out, e);
-            let _ = writeln!(out);
-        }
-        Format::Text => {
-            let mut out = anstream::stdout();
-            let _ = write!(out, "{}", hostreach_firewall::text::render(e));
-        }
-    }
+    crate::render::print(format, e, hostreach_firewall::text::render);
 }
 
 fn read_file(p: &PathBuf) -> Result<String, exit::Failure> {

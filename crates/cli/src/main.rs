@@ -16,7 +16,6 @@ mod subject;
 
 use clap::Parser;
 use cli::{Cli, Command, Format};
-use std::io::Write;
 
 fn main() {
     // A panic is a bug: one line, no backtrace, cleanup done, exit 3.
@@ -101,17 +100,7 @@ fn run(cli: Cli) -> i32 {
 }
 
 fn print_report(format: Format, report: &hostreach_model::Report) {
-    match format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer_pretty(&mut out, report);
-            let _ = writeln!(out);
-        }
-        Format::Text => {
-            let mut out = anstream::stdout();
-            let _ = write!(out, "{}", render::text(report));
-        }
-    }
+    render::print(format, report, render::text);
 }
 
 /// Called as `docker-hostreach` (a Docker CLI plugin): answer the plugin handshake, and drop the

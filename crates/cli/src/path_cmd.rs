@@ -14,7 +14,6 @@ use hostreach_model::{
     Facts, HopStatus, NetworkMode, PathReport, Proto, Resolution, ResolutionSource, Severity, Skipped, Subject, SysctlFact, Target,
     TargetHost,
 };
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -148,17 +147,7 @@ pub fn run(rt: &tokio::runtime::Runtime, args: &PathArgs, format: Format, docker
         return exit::DIAGNOSED;
     }
     let report = hostreach_rules::wirepath::path_report(&g.facts);
-    match format {
-        Format::Json => {
-            let mut out = std::io::stdout().lock();
-            let _ = serde_json::to_writer_pretty(&mut out, &report);
-            let _ = writeln!(out);
-        }
-        Format::Text => {
-            let mut out = anstream::stdout();
-            let _ = write!(out, "{}", text(&report));
-        }
-    }
+    crate::render::print(format, &report, text);
     if report.findings.iter().any(|f| f.severity == Severity::Error) { exit::DIAGNOSED } else { exit::OK }
 }
 

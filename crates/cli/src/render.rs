@@ -16,6 +16,23 @@ fn paint(s: Style, text: &str) -> String {
     format!("{s}{text}{s:#}")
 }
 
+/// Prints a command's answer: pretty JSON on stdout, or the text rendering through anstream (colour
+/// only on a terminal, NO_COLOR honoured).
+pub fn print<T: serde::Serialize>(format: crate::cli::Format, value: &T, text: impl FnOnce(&T) -> String) {
+    use std::io::Write;
+    match format {
+        crate::cli::Format::Json => {
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, value);
+            let _ = writeln!(out);
+        }
+        crate::cli::Format::Text => {
+            let mut out = anstream::stdout();
+            let _ = write!(out, "{}", text(value));
+        }
+    }
+}
+
 pub fn text(r: &Report) -> String {
     let mut o = String::new();
     let ok = r.verdict.code == Code::Ok;

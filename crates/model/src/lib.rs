@@ -6,6 +6,7 @@ pub mod facts;
 pub mod parse;
 pub mod pressure;
 pub mod report;
+pub mod routes;
 pub mod target;
 pub mod wire;
 

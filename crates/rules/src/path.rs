@@ -4,32 +4,9 @@
 use hostreach_model::{Facts, Hop, HopStatus, LinkFact, NetnsFacts, NetworkMode, PathHop, RouteFact};
 use std::net::IpAddr;
 
-/// Longest-prefix match in the main routing table (254).
+/// Longest-prefix match in the main routing table, the kernel's way (see hostreach_model::routes).
 pub fn route_lookup<'a>(ns: &'a NetnsFacts, dst: &IpAddr) -> Option<&'a RouteFact> {
-    ns.routes
-        .iter()
-        .filter(|r| r.table == 254 || r.table == 0)
-        .filter(|r| match r.destination {
-            None => r.prefix_len == 0 && (r.gateway.is_none_or(|g| g.is_ipv4() == dst.is_ipv4())),
-            Some(net) => net.is_ipv4() == dst.is_ipv4() && in_prefix(dst, &net, r.prefix_len),
-        })
-        .max_by_key(|r| r.prefix_len)
-}
-
-pub fn in_prefix(ip: &IpAddr, net: &IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let len = len.min(32) as u32;
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            (u32::from(*a) & mask) == (u32::from(*n) & mask)
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let len = len.min(128) as u32;
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
-            (u128::from(*a) & mask) == (u128::from(*n) & mask)
-        }
-        _ => false,
-    }
+    hostreach_model::routes::route_lookup(ns, *dst)
 }
 
 /// The pieces of the wire, as far as the facts show them.
@@ -262,7 +239,5 @@ mod tests {
         assert_eq!(route_lookup(&ns, &"10.1.0.9".parse().unwrap()).unwrap().oif, Some(3));
         assert_eq!(route_lookup(&ns, &"198.18.0.1".parse().unwrap()).unwrap().prefix_len, 0);
         assert!(route_lookup(&ns, &"::1".parse().unwrap()).is_none());
-        assert!(in_prefix(&"10.0.0.1".parse().unwrap(), &"0.0.0.0".parse().unwrap(), 0));
-        assert!(!in_prefix(&"10.0.0.1".parse().unwrap(), &"10.0.1.0".parse().unwrap(), 24));
     }
 }
