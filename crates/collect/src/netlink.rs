@@ -267,6 +267,34 @@ pub(crate) fn dump<I>(protocol: isize, request: &mut [u8], what: &str) -> Result
 where
     I: NetlinkDeserializable,
 {
+    let mut out = Vec::new();
+    dump_each(protocol, request, what, |part| match part {
+        DumpPart::Restart => out.clear(),
+        DumpPart::Message(chunk) => match NetlinkMessage::<I>::deserialize(chunk) {
+            Ok(m) => {
+                if let NetlinkPayload::InnerMessage(m) = m.payload {
+                    out.push(m);
+                }
+            }
+            // One message we cannot decode (a newer kernel's attribute layout) must not lose
+            // the rest of the dump.
+            Err(e) => tracing::debug!("{what}: skipping an undecodable netlink message: {e}"),
+        },
+    })?;
+    Ok(out)
+}
+
+/// What [`dump_each`] hands to its sink.
+pub(crate) enum DumpPart<'a> {
+    /// One answer message, netlink header included (never a control message: those are handled).
+    Message(&'a [u8]),
+    /// The kernel marked the dump inconsistent and it is being read again: forget what came so far.
+    Restart,
+}
+
+/// The streaming form of [`dump`]: each answer goes to `sink` as it is read, out of one reused
+/// buffer, so a dump of 100,000 sockets is never held twice (as raw messages and as facts).
+pub(crate) fn dump_each(protocol: isize, request: &mut [u8], what: &str, mut sink: impl FnMut(DumpPart<'_>)) -> Result<()> {
     let mut socket = Socket::new(protocol)
         .map_err(|e| CollectError::io(format!("{what}: opening a netlink socket"), e))?;
     socket
@@ -275,26 +303,42 @@ where
     socket
         .connect(&SocketAddr::new(0, 0))
         .map_err(|e| CollectError::io(format!("{what}: connecting a netlink socket"), e))?;
+    // The kernel fills each dump datagram up to the size of the reads it has seen, capped at 32 KiB,
+    // unless a family needs bigger messages (min_dump_alloc): 1 MiB of address space, of which
+    // only the part written is ever touched.
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     const ATTEMPTS: u32 = 4;
     for attempt in 1..=ATTEMPTS {
+        if attempt > 1 {
+            sink(DumpPart::Restart);
+        }
         request[8..12].copy_from_slice(&attempt.to_ne_bytes());
-        let (out, interrupted) = dump_once(&socket, request, attempt, what)?;
+        let interrupted = dump_once(&socket, request, attempt, what, &mut buf, &mut sink)?;
         if !interrupted || attempt == ATTEMPTS {
             if interrupted {
                 tracing::debug!(
                     "{what}: dump still inconsistent after {ATTEMPTS} attempts; keeping the last one"
                 );
             }
-            return Ok(out);
+            return Ok(());
         }
     }
     unreachable!("the last attempt returns")
 }
 
-fn dump_once<I>(socket: &Socket, request: &[u8], seq: u32, what: &str) -> Result<(Vec<I>, bool)>
-where
-    I: NetlinkDeserializable,
-{
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+
+fn dump_once(
+    socket: &Socket,
+    request: &[u8],
+    seq: u32,
+    what: &str,
+    buf: &mut Vec<u8>,
+    sink: &mut impl FnMut(DumpPart<'_>),
+) -> Result<bool> {
     loop {
         match socket.send(request, 0) {
             Ok(_) => break,
@@ -307,10 +351,11 @@ where
             }
         }
     }
-    let mut out = Vec::new();
+    let netlink_err = |detail: String| CollectError::Netlink { what: what.into(), detail };
     let mut interrupted = false;
     loop {
-        let (buf, from) = match socket.recv_from_full() {
+        buf.clear();
+        let (n, from) = match socket.recv_from(buf, libc::MSG_TRUNC) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -320,66 +365,51 @@ where
                 ));
             }
         };
-        if buf.is_empty() {
-            return Err(CollectError::Netlink {
-                what: what.into(),
-                detail: "the socket was closed".into(),
-            });
+        if n == 0 {
+            return Err(netlink_err("the socket was closed".into()));
+        }
+        if n > buf.len() {
+            return Err(netlink_err(format!("a {n}-byte datagram did not fit the {}-byte buffer", buf.len())));
         }
         if from.port_number() != 0 {
             continue; // not from the kernel
         }
         let mut off = 0;
         while off < buf.len() {
-            let len = match NetlinkBuffer::new_checked(&buf[off..]) {
-                Ok(b) => b.length() as usize,
-                Err(e) => {
-                    return Err(CollectError::Netlink {
-                        what: what.into(),
-                        detail: format!("truncated message: {e}"),
-                    });
-                }
-            };
+            let b = NetlinkBuffer::new_checked(&buf[off..]).map_err(|e| netlink_err(format!("truncated message: {e}")))?;
+            let len = b.length() as usize;
             if len < 16 {
-                return Err(CollectError::Netlink {
-                    what: what.into(),
-                    detail: format!("bad message length {len}"),
-                });
+                return Err(netlink_err(format!("bad message length {len}")));
             }
+            let (ty, flags, msg_seq) = (b.message_type(), b.flags(), b.sequence_number());
             let chunk = &buf[off..off + len];
             off += (len + 3) & !3;
-            let msg = match NetlinkMessage::<I>::deserialize(chunk) {
-                Ok(m) => m,
-                Err(e) => {
-                    // One message we cannot decode (a newer kernel's attribute layout) must not
-                    // lose the rest of the dump.
-                    tracing::debug!("{what}: skipping an undecodable netlink message: {e}");
-                    continue;
-                }
-            };
-            if msg.header.sequence_number != seq {
+            if msg_seq != seq {
                 continue; // the answer to an earlier, abandoned attempt
             }
-            if msg.header.flags & NLM_F_DUMP_INTR != 0 {
+            if flags & NLM_F_DUMP_INTR != 0 {
                 interrupted = true;
             }
-            match msg.payload {
-                NetlinkPayload::InnerMessage(m) => out.push(m),
-                NetlinkPayload::Done(_) => return Ok((out, interrupted)),
-                NetlinkPayload::Error(e) => {
-                    if e.code.is_none() {
+            let code = || chunk.get(16..20).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).unwrap_or(0);
+            match ty {
+                NLMSG_NOOP => {}
+                NLMSG_DONE => {
+                    // The kernel may end a dump with an error in place of NLMSG_ERROR.
+                    let c = code();
+                    if c < 0 {
+                        return Err(netlink_error(what, std::io::Error::from_raw_os_error(-c)));
+                    }
+                    return Ok(interrupted);
+                }
+                NLMSG_ERROR => {
+                    let c = code();
+                    if c == 0 {
                         continue; // an ACK
                     }
-                    return Err(netlink_error(what, e.to_io()));
+                    return Err(netlink_error(what, std::io::Error::from_raw_os_error(c.saturating_abs())));
                 }
-                NetlinkPayload::Overrun(_) => {
-                    return Err(CollectError::Netlink {
-                        what: what.into(),
-                        detail: "overrun".into(),
-                    });
-                }
-                NetlinkPayload::Noop => {}
-                _ => {}
+                NLMSG_OVERRUN => return Err(netlink_err("overrun".into())),
+                _ => sink(DumpPart::Message(chunk)),
             }
         }
     }

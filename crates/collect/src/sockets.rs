@@ -13,11 +13,14 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::netlink::DumpPart;
+use netlink_packet_core::{NlasIterator, Parseable};
 use netlink_packet_sock_diag::inet::{
-    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla,
+    ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags, nlas::Nla,
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Which sockets to list.
@@ -60,31 +63,46 @@ impl SocketQuery {
 /// TCP/UDP sockets (IPv4 and IPv6) of the namespace the calling thread is in, with owners when
 /// `q.owners` is set (a process we may not inspect leaves `process` None).
 pub fn read_current(q: &SocketQuery) -> Result<Vec<SocketFact>> {
-    let mut sockets = diag_current(q)?;
-    if q.owners {
-        let ns = std::fs::metadata("/proc/thread-self/ns/net").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-        attach_owners(&mut sockets, ns);
+    if !q.owners {
+        return diag_current(q);
     }
-    Ok(sockets)
+    let ns = std::fs::metadata("/proc/thread-self/ns/net").ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    // The owner scan of the namespace's processes runs while the kernel lists the sockets.
+    std::thread::scope(|s| {
+        let scan = s.spawn(move || first_pass(std::path::Path::new("/proc"), ns));
+        let sockets = diag_current(q);
+        let first = scan.join().unwrap_or_default();
+        let mut sockets = sockets?;
+        attach_owners(&mut sockets, first);
+        Ok(sockets)
+    })
 }
 
-/// The same for another namespace: sock_diag runs on a thread inside it; the owner scan runs here.
+/// The same for another namespace: sock_diag runs on a thread inside it while the owner scan
+/// runs here.
 pub fn read(ns: &Netns, q: &SocketQuery) -> Result<Vec<SocketFact>> {
     let query = *q;
-    let mut sockets = ns.run("hr-sockets", move || diag_current(&query))?;
-    if q.owners {
-        attach_owners(&mut sockets, Some(ns.inode()));
+    if !q.owners {
+        return ns.run("hr-sockets", move || diag_current(&query));
     }
-    Ok(sockets)
+    let inode = ns.inode();
+    std::thread::scope(|s| {
+        let scan = s.spawn(move || first_pass(std::path::Path::new("/proc"), Some(inode)));
+        let sockets = ns.run("hr-sockets", move || diag_current(&query));
+        let first = scan.join().unwrap_or_default();
+        let mut sockets = sockets?;
+        attach_owners(&mut sockets, first);
+        Ok(sockets)
+    })
 }
 
-fn attach_owners(sockets: &mut [SocketFact], netns: Option<u64>) {
+fn attach_owners(sockets: &mut [SocketFact], first: FirstPass) {
     let inodes: HashSet<u64> = sockets
         .iter()
         .map(|s| s.inode)
         .filter(|i| *i != 0)
         .collect();
-    let owners = socket_owners_in(std::path::Path::new("/proc"), &inodes, netns);
+    let owners = owners_from(std::path::Path::new("/proc"), first, &inodes);
     for s in sockets.iter_mut() {
         s.process = owners.get(&s.inode).cloned();
     }
@@ -110,17 +128,18 @@ fn diag_current(q: &SocketQuery) -> Result<Vec<SocketFact>> {
                 "listing {proto} sockets (sock_diag, {})",
                 if family == AF_INET { "IPv4" } else { "IPv6" }
             );
-            let answers: Vec<SockDiagMessage> = match crate::netlink::dump(
-                NETLINK_SOCK_DIAG,
-                &mut request,
-                &what,
-            ) {
-                Ok(a) => a,
+            let before = out.len();
+            let keep = |fact: &SocketFact| {
+                (!q.listening_only || fact.is_listener()) && q.port.is_none_or(|p| p == fact.local_port)
+            };
+            match diag_dump(&mut request, &what, proto, &mut out, keep) {
+                Ok(()) => {}
                 Err(e)
                     if family == AF_INET6 && crate::netlink::errno_of(&e) == Some(libc::ENOENT) =>
                 {
                     // No IPv6 in this kernel: nothing to list.
                     tracing::debug!("{e}");
+                    out.truncate(before);
                     continue;
                 }
                 Err(e) if crate::netlink::errno_of(&e) == Some(libc::ENOENT) => {
@@ -134,15 +153,6 @@ fn diag_current(q: &SocketQuery) -> Result<Vec<SocketFact>> {
                     )));
                 }
                 Err(e) => return Err(e),
-            };
-            for a in answers {
-                if let SockDiagMessage::InetResponse(r) = a
-                    && let Some(fact) = socket_fact(proto, &r)
-                    && (!q.listening_only || fact.is_listener())
-                    && q.port.is_none_or(|p| p == fact.local_port)
-                {
-                    out.push(fact);
-                }
             }
         }
     }
@@ -231,45 +241,38 @@ pub fn connected_to_current(dest: std::net::SocketAddr, proto: Proto) -> Result<
         let len = request.len() as u32;
         request[0..4].copy_from_slice(&len.to_ne_bytes());
         let what = format!("listing {proto} sockets connected to {dest} (sock_diag)");
-        let answers: Vec<SockDiagMessage> = match crate::netlink::dump(NETLINK_SOCK_DIAG, &mut request, &what) {
-            Ok(a) => a,
+        let keep = |fact: &SocketFact| fact.remote_port == Some(dest.port()) && fact.remote_address.as_ref().is_some_and(want);
+        match diag_dump(&mut request, &what, proto, &mut out, keep) {
+            Ok(()) => {}
             Err(e) if crate::netlink::errno_of(&e) == Some(libc::ENOENT) => continue,
             Err(e) => return Err(e),
-        };
-        for a in answers {
-            if let SockDiagMessage::InetResponse(r) = a
-                && let Some(fact) = socket_fact(proto, &r)
-                && fact.remote_port == Some(dest.port())
-                && fact.remote_address.as_ref().is_some_and(want)
-            {
-                out.push(fact);
-            }
         }
     }
     Ok(out)
 }
 
 /// A TCP state as `ss` names it.
-pub fn tcp_state_name(state: u8) -> String {
-    match state {
-        1 => "ESTABLISHED".into(),
-        2 => "SYN_SENT".into(),
-        3 => "SYN_RECV".into(),
-        4 => "FIN_WAIT1".into(),
-        5 => "FIN_WAIT2".into(),
-        6 => "TIME_WAIT".into(),
-        7 => "CLOSE".into(),
-        8 => "CLOSE_WAIT".into(),
-        9 => "LAST_ACK".into(),
-        10 => "LISTEN".into(),
-        11 => "CLOSING".into(),
-        12 => "SYN_RECV".into(), // TCP_NEW_SYN_RECV: a request socket, shown as SYN-RECV by ss
-        n => format!("STATE_{n}"),
-    }
+pub fn tcp_state_name(state: u8) -> std::borrow::Cow<'static, str> {
+    let name = match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "SYN_RECV", // TCP_NEW_SYN_RECV: a request socket, shown as SYN-RECV by ss
+        n => return format!("STATE_{n}").into(),
+    };
+    name.into()
 }
 
 /// A UDP socket's state as `ss` names it: unconnected ones are in TCP_CLOSE, shown as UNCONN.
-pub fn udp_state_name(state: u8) -> String {
+pub fn udp_state_name(state: u8) -> std::borrow::Cow<'static, str> {
     match state {
         7 => "UNCONN".into(),
         n => tcp_state_name(n),
@@ -283,24 +286,60 @@ fn is_unspecified(ip: &IpAddr) -> bool {
     }
 }
 
-fn socket_fact(proto: Proto, r: &InetResponse) -> Option<SocketFact> {
-    let h = &r.header;
+/// One sock_diag dump, each answer turned into a fact as it arrives (no message is kept) and
+/// appended to `out` when `keep` says so. A dump the kernel repeats (tables changed while read)
+/// drops what this call appended before.
+fn diag_dump(
+    request: &mut [u8],
+    what: &str,
+    proto: Proto,
+    out: &mut Vec<SocketFact>,
+    keep: impl Fn(&SocketFact) -> bool,
+) -> Result<()> {
+    let start = out.len();
+    crate::netlink::dump_each(NETLINK_SOCK_DIAG, request, what, |part| match part {
+        DumpPart::Restart => out.truncate(start),
+        DumpPart::Message(chunk) => {
+            // Only SOCK_DIAG_BY_FAMILY answers carry sockets; the payload follows the 16-byte header.
+            if u16::from_ne_bytes([chunk[4], chunk[5]]) != SOCK_DIAG_BY_FAMILY {
+                return;
+            }
+            let payload = &chunk[16..];
+            let Ok(header) = InetResponseHeader::parse(payload) else {
+                tracing::debug!("{what}: skipping a short sock_diag answer ({} bytes)", payload.len());
+                return;
+            };
+            let v6only = (header.family == AF_INET6).then(|| v6only_of(&payload[INET_RESPONSE_LEN.min(payload.len())..])).flatten();
+            let fact = socket_fact(proto, &header, v6only);
+            if keep(&fact) {
+                out.push(fact);
+            }
+        }
+    })
+}
+
+/// struct inet_diag_msg: the attributes follow it.
+const INET_RESPONSE_LEN: usize = 72;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+
+/// INET_DIAG_SKV6ONLY among the attributes of one answer (only that one is decoded).
+fn v6only_of(attrs: &[u8]) -> Option<bool> {
+    const INET_DIAG_SKV6ONLY: u16 = 11;
+    NlasIterator::new(attrs).flatten().find(|nla| nla.kind() == INET_DIAG_SKV6ONLY).and_then(|nla| match Nla::parse(&nla) {
+        Ok(Nla::SkV6Only(b)) => Some(b),
+        _ => None,
+    })
+}
+
+fn socket_fact(proto: Proto, h: &InetResponseHeader, v6only: Option<bool>) -> SocketFact {
     let id = &h.socket_id;
-    let v6only = if h.family == AF_INET6 {
-        r.nlas.iter().find_map(|n| match n {
-            Nla::SkV6Only(b) => Some(*b),
-            _ => None,
-        })
-    } else {
-        None
-    };
     let has_remote = id.destination_port != 0 || !is_unspecified(&id.destination_address);
     let state = match proto {
         Proto::Tcp => tcp_state_name(h.state),
         Proto::Udp => udp_state_name(h.state),
     };
     let listening = proto == Proto::Tcp && h.state == 10;
-    Some(SocketFact {
+    SocketFact {
         proto,
         local_address: id.source_address,
         local_port: id.source_port,
@@ -314,32 +353,43 @@ fn socket_fact(proto: Proto, r: &InetResponse) -> Option<SocketFact> {
         recv_q: h.recv_queue,
         send_q: h.send_queue,
         process: None,
-    })
+    }
 }
 
 /// Maps socket inodes to the process holding them, by reading the links in `/proc/<pid>/fd`.
 /// The lowest PID holding a socket wins (a forking server's parent), processes that vanish or that
 /// we may not inspect are skipped.
-pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, ProcessRef> {
+pub fn socket_owners(inodes: &HashSet<u64>) -> HashMap<u64, Arc<ProcessRef>> {
     socket_owners_in(std::path::Path::new("/proc"), inodes, None)
 }
 
 /// The scan, made fast for hosts with very many sockets: processes in the sockets' own network
-/// namespace (`netns`, by `/proc/PID/ns/net` inode) are scanned first, and the rest only if some
-/// socket is still without an owner (a process may hold a socket of another namespace); each
-/// process's fd directory is listed once and its links read with readlinkat(2) relative to it;
-/// the processes are split over a few threads.
+/// namespace (`netns`, by `/proc/PID/ns/net` inode) are scanned first ([`first_pass`], which needs
+/// no list of sockets, so it can run while the kernel lists them), and the rest only if some socket
+/// is still without an owner (a process may hold a socket of another namespace); each process's fd
+/// directory is read with readlinkat(2) relative to it; the processes are split over a few threads.
 fn socket_owners_in(
     proc_root: &std::path::Path,
     inodes: &HashSet<u64>,
     netns: Option<u64>,
-) -> HashMap<u64, ProcessRef> {
-    let mut found: HashMap<u64, u32> = HashMap::new();
+) -> HashMap<u64, Arc<ProcessRef>> {
     if inodes.is_empty() {
         return HashMap::new();
     }
+    owners_from(proc_root, first_pass(proc_root, netns), inodes)
+}
+
+/// Every socket link held by the processes of one namespace (all processes when `netns` is
+/// None), and the processes left for a second pass.
+#[derive(Default)]
+struct FirstPass {
+    found: Vec<(u64, u32)>,
+    rest: Vec<u32>,
+}
+
+fn first_pass(proc_root: &std::path::Path, netns: Option<u64>) -> FirstPass {
     let Ok(dir) = std::fs::read_dir(proc_root) else {
-        return HashMap::new();
+        return FirstPass::default();
     };
     let mut pids: Vec<u32> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -353,24 +403,35 @@ fn socket_owners_in(
         }),
         None => (pids, Vec::new()),
     };
-    for pass in [first, rest] {
-        if found.len() == inodes.len() || pass.is_empty() {
-            continue;
+    FirstPass { found: scan_parallel(proc_root, &first, None), rest }
+}
+
+/// The owners of `inodes`: from the first pass, then from the other processes if some socket is
+/// still without one.
+fn owners_from(proc_root: &std::path::Path, first: FirstPass, inodes: &HashSet<u64>) -> HashMap<u64, Arc<ProcessRef>> {
+    let mut found: HashMap<u64, u32> = HashMap::with_capacity(inodes.len());
+    let add = |found: &mut HashMap<u64, u32>, pairs: Vec<(u64, u32)>| {
+        for (inode, pid) in pairs {
+            if inodes.contains(&inode) {
+                let e = found.entry(inode).or_insert(pid);
+                *e = (*e).min(pid);
+            }
         }
-        for (inode, pid) in scan_parallel(proc_root, &pass, inodes) {
-            let e = found.entry(inode).or_insert(pid);
-            *e = (*e).min(pid);
-        }
+    };
+    add(&mut found, first.found);
+    if found.len() < inodes.len() && !first.rest.is_empty() {
+        add(&mut found, scan_parallel(proc_root, &first.rest, Some(inodes)));
     }
-    let mut refs: HashMap<u32, ProcessRef> = HashMap::new();
+    let mut refs: HashMap<u32, Arc<ProcessRef>> = HashMap::new();
     found
         .into_iter()
-        .map(|(inode, pid)| (inode, refs.entry(pid).or_insert_with(|| process_ref(proc_root, pid)).clone()))
+        .map(|(inode, pid)| (inode, refs.entry(pid).or_insert_with(|| Arc::new(process_ref(proc_root, pid))).clone()))
         .collect()
 }
 
-/// (inode, pid) for every wanted socket inode held by one of `pids`, over a few threads.
-fn scan_parallel(proc_root: &std::path::Path, pids: &[u32], inodes: &HashSet<u64>) -> Vec<(u64, u32)> {
+/// (inode, pid) for every socket held by one of `pids` (only the wanted inodes when `inodes` is
+/// given), over a few threads.
+fn scan_parallel(proc_root: &std::path::Path, pids: &[u32], inodes: Option<&HashSet<u64>>) -> Vec<(u64, u32)> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
     if threads == 1 || pids.len() < 2 {
         let mut out = Vec::new();
@@ -392,37 +453,73 @@ fn scan_parallel(proc_root: &std::path::Path, pids: &[u32], inodes: &HashSet<u64
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().unwrap_or_default());
+        }
+        all
     })
 }
 
-fn scan_one(proc_root: &std::path::Path, pid: u32, inodes: &HashSet<u64>, out: &mut Vec<(u64, u32)>) {
+fn scan_one(proc_root: &std::path::Path, pid: u32, inodes: Option<&HashSet<u64>>, out: &mut Vec<(u64, u32)>) {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
     let fd_dir = proc_root.join(pid.to_string()).join("fd");
-    // One open for the listing and one for readlinkat: no path walk per descriptor.
-    let (Ok(entries), Ok(dirf)) = (std::fs::read_dir(&fd_dir), std::fs::File::open(&fd_dir)) else {
+    // One open, then readlinkat relative to it: no path walk per descriptor.
+    let Ok(dirf) = std::fs::File::open(&fd_dir) else {
         return; // gone, or not ours to see
     };
     let mut buf = [0u8; 64];
-    let mut name = Vec::with_capacity(16);
-    for entry in entries.flatten() {
-        name.clear();
-        name.extend_from_slice(entry.file_name().as_bytes());
-        name.push(0);
+    let mut read_link = |name: &[u8]| -> Option<()> {
         // SAFETY: a NUL-terminated name, a buffer of the given length, a directory fd we own.
-        let n = unsafe {
-            libc::readlinkat(dirf.as_raw_fd(), name.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len())
-        };
-        if n <= 0 || n as usize >= buf.len() {
-            // A fake /proc in tests has real symlinks; anything longer is not a socket link.
-            continue;
+        let n = unsafe { libc::readlinkat(dirf.as_raw_fd(), name.as_ptr().cast(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return None;
         }
-        if let Some(inode) = parse_socket_link(&buf[..n as usize])
-            && inodes.contains(&inode)
+        // A fake /proc in tests has real symlinks; anything longer is not a socket link.
+        if (n as usize) < buf.len()
+            && let Some(inode) = parse_socket_link(&buf[..n as usize])
+            && inodes.is_none_or(|set| set.contains(&inode))
         {
             out.push((inode, pid));
         }
+        Some(())
+    };
+    // Since Linux 6.2 the size of /proc/PID/fd is the number of open descriptors. Descriptors are
+    // mostly dense from 0, so probing 0, 1, 2, ... until that many answered saves listing the
+    // directory (a fifth of the cost per descriptor); a sparse table falls back to the listing.
+    let mut name = Vec::with_capacity(16);
+    let count = dirf.metadata().map(|m| m.size()).unwrap_or(0);
+    let (mut seen, mut next, mut misses) = (0u64, 0u64, 0u64);
+    if count > 0 && proc_root == std::path::Path::new("/proc") {
+        while seen < count && misses <= 64 + seen / 8 {
+            name.clear();
+            let _ = std::io::Write::write_fmt(&mut name, format_args!("{next}\0"));
+            match read_link(&name) {
+                Some(()) => seen += 1,
+                None => misses += 1,
+            }
+            next += 1;
+        }
+        if seen >= count {
+            return;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(&fd_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let bytes = file_name.as_bytes();
+        // Descriptors below `next` were read by the probe above.
+        if next > 0 && std::str::from_utf8(bytes).ok().and_then(|t| t.parse::<u64>().ok()).is_some_and(|fd| fd < next) {
+            continue;
+        }
+        name.clear();
+        name.extend_from_slice(bytes);
+        name.push(0);
+        read_link(&name);
     }
 }
 
@@ -689,6 +786,21 @@ mod tests {
     }
 
     #[test]
+    fn owner_scan_finds_a_socket_on_a_sparse_descriptor() {
+        use std::os::fd::AsRawFd;
+        // The probe of descriptors 0, 1, 2, ... gives up on a sparse table and lists the directory.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = inode_of(&l);
+        // SAFETY: duplicating a descriptor we own onto a number we then own and close.
+        let high = unsafe { libc::dup2(l.as_raw_fd(), 900) };
+        assert_eq!(high, 900);
+        drop(l);
+        let found = socket_owners(&[inode].into_iter().collect());
+        unsafe { libc::close(900) };
+        assert_eq!(found.get(&inode).map(|p| p.pid), Some(std::process::id()), "{found:?}");
+    }
+
+    #[test]
     fn owner_scan_on_fake_proc() {
         let root = std::env::temp_dir().join(format!("hr-fakeproc-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -718,7 +830,7 @@ mod tests {
         std::fs::create_dir_all(root.join("self")).unwrap();
         let found = socket_owners_in(&root, &[100, 200, 300].into_iter().collect(), None);
         assert_eq!(
-            found[&100],
+            *found[&100],
             ProcessRef {
                 pid: 7,
                 name: "nginx".into(),

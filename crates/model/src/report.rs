@@ -325,7 +325,7 @@ impl Evidence {
         Evidence::Socket {
             proto: s.proto,
             local: s.local_endpoint(),
-            state: s.state.clone(),
+            state: s.state.to_string(),
             v6only: s.v6only,
             pid: s.process.as_ref().map(|p| p.pid),
             process: s.process.as_ref().map(|p| p.name.clone()),

@@ -630,7 +630,7 @@ mod tests {
             local_port,
             remote_address: Some(GW.parse().unwrap()),
             remote_port: Some(5432),
-            state: state.into(),
+            state: state.to_string().into(),
             v6only: None,
             bound_device: None,
             inode: 1,
@@ -650,7 +650,7 @@ mod tests {
             state: "LISTEN".into(),
             recv_q,
             send_q,
-            process: Some(ProcessRef { pid: 77, name: name.into(), cmdline: Some(name.into()) }),
+            process: Some(std::sync::Arc::new(ProcessRef { pid: 77, name: name.into(), cmdline: Some(name.into()) })),
             ..conn(5432, "LISTEN")
         }
     }
@@ -1022,7 +1022,7 @@ mod summary_tests {
             local_port: local,
             remote_address: remote.map(|r| r.0.parse().unwrap()),
             remote_port: remote.map(|r| r.1),
-            state: state.into(),
+            state: state.to_string().into(),
             v6only: None,
             bound_device: None,
             inode: 0,

@@ -112,7 +112,7 @@ mod tests {
             uid: 0,
             recv_q: 0,
             send_q: 128,
-            process: proc_name.map(|n| ProcessRef { pid: 42, name: n.into(), cmdline: None }),
+            process: proc_name.map(|n| std::sync::Arc::new(ProcessRef { pid: 42, name: n.into(), cmdline: None })),
         }
     }
 

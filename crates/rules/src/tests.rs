@@ -36,7 +36,7 @@ fn listener(a: &str, port: u16, name: &str) -> SocketFact {
         uid: 0,
         recv_q: 0,
         send_q: 511,
-        process: Some(ProcessRef { pid: 4242, name: name.into(), cmdline: Some(name.into()) }),
+        process: Some(std::sync::Arc::new(ProcessRef { pid: 4242, name: name.into(), cmdline: Some(name.into()) })),
     }
 }
 
