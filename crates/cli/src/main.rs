@@ -17,6 +17,9 @@ mod subject;
 use clap::Parser;
 use cli::{Cli, Command, Format};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // A panic is a bug: one line, no backtrace, cleanup done, exit 3.
     std::panic::set_hook(Box::new(|info| {

@@ -1,6 +1,9 @@
 //! Times each phase of explain on saved rules (parse, model, walk, fixes):
 //!   cargo run --release -p hostreach-firewall --example phases -- (--iptables-save FILE | --nft-json FILE) IIF SRC DST DPORT
 use hostreach_firewall::*;
+// The allocator the hostreach binary uses, so the phases add up to what the command takes.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 fn main() {

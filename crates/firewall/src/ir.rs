@@ -236,10 +236,18 @@ impl Val {
     }
 }
 
+/// The fields a match compares: almost always one (`tcp dport`), kept inline.
+pub type Fields = smallvec::SmallVec<[Field; 1]>;
+/// One value per field of the key.
+pub type Tuple = smallvec::SmallVec<[Val; 1]>;
+/// The alternatives a match accepts: almost always one, kept inline (a rule lowers with no
+/// allocation per match).
+pub type Alts = smallvec::SmallVec<[Tuple; 1]>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Test {
     /// Matches when some element of `any` matches every field of `key`, inverted by `neg`.
-    Match { key: Vec<Field>, neg: bool, any: Vec<Vec<Val>> },
+    Match { key: Fields, neg: bool, any: Alts },
     /// Treated as matching, and said so (`-m limit`: a rate nobody can know in advance).
     Assume { what: String, note: String },
     /// Cannot be evaluated from the rules alone (`-m set`, an unknown module, `fib`).

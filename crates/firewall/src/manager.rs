@@ -2,6 +2,7 @@
 //! language. Every fix that changes rules is applied to a copy of the model and the packet is
 //! walked again: a fix is `verified` only when that walk accepts the packet.
 
+use smallvec::smallvec;
 use crate::eval::{self, Decider, Decision};
 use crate::ir::{self, Backend, Field, Stmt, Table, Test, Val, Verdict};
 use crate::packet::{Packet, PathKind};
@@ -156,10 +157,10 @@ fn proto_word(p: &Packet) -> &'static str {
 /// A rule accepting the packet's ingress interface, protocol and port.
 fn accept_rule(p: &Packet, text: String, nft: bool) -> ir::Rule {
     let v6 = p.is_v6();
-    let mut stmts = vec![Stmt::Test(Test::Match { key: vec![Field::Iif], neg: false, any: vec![vec![Val::Iface { name: p.iif.clone(), wildcard: false }]] })];
-    stmts.push(Stmt::Test(Test::Match { key: vec![Field::L4Proto], neg: false, any: vec![vec![Val::num(p.proto.number(v6) as u64)]] }));
+    let mut stmts = vec![Stmt::Test(Test::Match { key: smallvec![Field::Iif], neg: false, any: smallvec![smallvec![Val::Iface { name: p.iif.clone(), wildcard: false }]] })];
+    stmts.push(Stmt::Test(Test::Match { key: smallvec![Field::L4Proto], neg: false, any: smallvec![smallvec![Val::num(p.proto.number(v6) as u64)]] }));
     if let (true, Some(port)) = (p.proto.has_ports(), p.dport) {
-        stmts.push(Stmt::Test(Test::Match { key: vec![Field::Dport(Some(p.proto.number(v6)))], neg: false, any: vec![vec![Val::num(port as u64)]] }));
+        stmts.push(Stmt::Test(Test::Match { key: smallvec![Field::Dport(Some(p.proto.number(v6)))], neg: false, any: smallvec![smallvec![Val::num(port as u64)]] }));
     }
     stmts.push(Stmt::Verdict(Verdict::Accept));
     let _ = nft;

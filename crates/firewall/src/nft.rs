@@ -9,6 +9,7 @@
 use crate::error::ParseError;
 use crate::ir::{self, Backend, Base, ChainKind, Family, Field, Hook, Nat, NatKind, Policy, Stmt, Test, Val, Verdict, addrtype, ct};
 use serde::Deserialize;
+use smallvec::smallvec;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -812,7 +813,7 @@ fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     }
     if let Some(p) = key.nfproto
         && (ctx.family == Family::Inet || ctx.family == Family::Bridge || ctx.family == Family::Netdev) {
-            out.push(Stmt::Test(Test::Match { key: vec![Field::NfProto], neg: false, any: vec![vec![Val::num(p)]] }));
+            out.push(Stmt::Test(Test::Match { key: smallvec![Field::NfProto], neg: false, any: smallvec![smallvec![Val::num(p)]] }));
         }
     let (neg, cmp) = match op {
         "==" | "in" => (false, None),
@@ -838,9 +839,9 @@ fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
             _ => Val::Range(n, u64::MAX),
         };
         if (cmp == "<" || cmp == "lt") && n == 0 {
-            out.push(Stmt::Test(Test::Match { key: key.fields, neg: true, any: vec![vec![Val::Range(0, u64::MAX)]] }));
+            out.push(Stmt::Test(Test::Match { key: key.fields.into(), neg: true, any: smallvec![smallvec![Val::Range(0, u64::MAX)]] }));
         } else {
-            out.push(Stmt::Test(Test::Match { key: key.fields, neg: false, any: vec![vec![r]] }));
+            out.push(Stmt::Test(Test::Match { key: key.fields.into(), neg: false, any: smallvec![smallvec![r]] }));
         }
         return;
     }
@@ -873,7 +874,7 @@ fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
             }
         }
     }
-    out.push(Stmt::Test(Test::Match { key: key.fields, neg, any }));
+    out.push(Stmt::Test(Test::Match { key: key.fields.into(), neg, any: any.into_iter().map(ir::Tuple::from).collect() }));
 }
 
 fn lower_vmap(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
@@ -886,7 +887,7 @@ fn lower_vmap(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     }
     if let Some(p) = key.nfproto
         && ctx.family == Family::Inet {
-            out.push(Stmt::Test(Test::Match { key: vec![Field::NfProto], neg: false, any: vec![vec![Val::num(p)]] }));
+            out.push(Stmt::Test(Test::Match { key: smallvec![Field::NfProto], neg: false, any: smallvec![smallvec![Val::num(p)]] }));
         }
     let items = match elems_of(data, ctx) {
         Ok(e) => e,

@@ -30,24 +30,24 @@ fn ports() -> impl Strategy<Value = String> {
 
 fn module() -> impl Strategy<Value = Part> {
     prop_oneof![
-        (any::<bool>(), ports()).prop_map(|(neg, p)| Part::Module { name: "tcp".into(), implicit: false, opts: vec![Opt { neg, name: "dport".into(), args: vec![p] }] }),
+        (any::<bool>(), ports()).prop_map(|(neg, p)| Part::Module { name: "tcp".into(), implicit: false, opts: vec![Opt { neg, name: "dport".into(), args: smallvec::smallvec![p.into()] }] }),
         proptest::collection::vec(any::<u16>(), 1..5).prop_map(|ps| Part::Module {
             name: "multiport".into(),
             implicit: false,
-            opts: vec![Opt { neg: false, name: "dports".into(), args: vec![ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")] }]
+            opts: vec![Opt { neg: false, name: "dports".into(), args: smallvec::smallvec![ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",").into()] }]
         }),
         (any::<bool>(), proptest::sample::select(vec!["NEW", "RELATED,ESTABLISHED", "INVALID", "DNAT", "NEW,DNAT"])).prop_map(|(neg, s)| Part::Module {
             name: "conntrack".into(),
             implicit: false,
-            opts: vec![Opt { neg, name: "ctstate".into(), args: vec![s.into()] }]
+            opts: vec![Opt { neg, name: "ctstate".into(), args: smallvec::smallvec![s.into()] }]
         }),
         (any::<bool>(), proptest::sample::select(vec!["LOCAL", "BROADCAST", "MULTICAST", "UNICAST"])).prop_map(|(neg, s)| Part::Module {
             name: "addrtype".into(),
             implicit: false,
-            opts: vec![Opt { neg, name: "dst-type".into(), args: vec![s.into()] }]
+            opts: vec![Opt { neg, name: "dst-type".into(), args: smallvec::smallvec![s.into()] }]
         }),
-        "[ -~]{0,20}".prop_map(|c| Part::Module { name: "comment".into(), implicit: false, opts: vec![Opt { neg: false, name: "comment".into(), args: vec![c] }] }),
-        "[a-z]{1,8}".prop_map(|s| Part::Module { name: "set".into(), implicit: false, opts: vec![Opt { neg: false, name: "match-set".into(), args: vec![s, "src".into()] }] }),
+        "[ -~]{0,20}".prop_map(|c| Part::Module { name: "comment".into(), implicit: false, opts: vec![Opt { neg: false, name: "comment".into(), args: smallvec::smallvec![c.into()] }] }),
+        "[a-z]{1,8}".prop_map(|s| Part::Module { name: "set".into(), implicit: false, opts: vec![Opt { neg: false, name: "match-set".into(), args: smallvec::smallvec![s.into(), "src".into()] }] }),
     ]
 }
 
@@ -55,7 +55,7 @@ fn target() -> impl Strategy<Value = Option<Target>> {
     proptest::option::of(prop_oneof![
         proptest::sample::select(vec!["ACCEPT", "DROP", "RETURN", "LOG"]).prop_map(|n| Target { goto: false, name: n.into(), opts: vec![] }),
         proptest::sample::select(vec!["icmp-port-unreachable", "tcp-reset", "icmp-admin-prohibited"])
-            .prop_map(|w| Target { goto: false, name: "REJECT".into(), opts: vec![Opt { neg: false, name: "reject-with".into(), args: vec![w.into()] }] }),
+            .prop_map(|w| Target { goto: false, name: "REJECT".into(), opts: vec![Opt { neg: false, name: "reject-with".into(), args: smallvec::smallvec![w.into()] }] }),
         (any::<bool>()).prop_map(|g| Target { goto: g, name: "user".into(), opts: vec![] }),
     ])
 }
@@ -70,10 +70,10 @@ fn rule_parts() -> impl Strategy<Value = Vec<Part>> {
         .prop_map(|(src, iif, tcp, mods)| {
             let mut parts = Vec::new();
             if let Some((neg, a)) = src {
-                parts.push(Part::Src { neg, addr: a });
+                parts.push(Part::Src { neg, addr: a.into() });
             }
             if let Some((neg, i)) = iif {
-                parts.push(Part::In { neg, iface: i });
+                parts.push(Part::In { neg, iface: i.into() });
             }
             let tcp = tcp.is_some() || mods.iter().any(|m| matches!(m, Part::Module { name, .. } if name == "tcp" || name == "multiport"));
             if tcp {
