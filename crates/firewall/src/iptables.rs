@@ -391,23 +391,7 @@ fn parse_rule_lines(text: &str) -> Vec<(usize, Result<LineRule, ParseError>)> {
             lines.push((i + 1, line, table));
         }
     }
-    let one = |&(n, line, table): &(usize, &str, &str)| (n, parse_rule_line(n, line, table));
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    if threads < 2 || lines.len() < 4096 {
-        return lines.iter().map(one).collect();
-    }
-    let chunk = lines.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = lines.chunks(chunk).map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>())).collect();
-        let mut out = Vec::with_capacity(lines.len());
-        for h in handles {
-            match h.join() {
-                Ok(v) => out.extend(v),
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        out
-    })
+    crate::par::map(&lines, 4096, |&(n, line, table)| (n, parse_rule_line(n, line, table)))
 }
 
 fn parse_rule_line(n: usize, line: &str, table: &str) -> Result<LineRule, ParseError> {

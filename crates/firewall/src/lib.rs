@@ -25,6 +25,7 @@ pub mod iptables;
 pub mod manager;
 pub mod nft;
 pub mod packet;
+mod par;
 pub mod text;
 
 pub use error::ParseError;

@@ -55,7 +55,8 @@ pub struct NftChain {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NftRule {
     pub handle: Option<u64>,
-    pub expr: Vec<Value>,
+    /// The statements lowered to the common model (while reading: the JSON is not kept).
+    pub stmts: std::sync::Arc<[Stmt]>,
     pub comment: Option<String>,
     pub counters: Option<(u64, u64)>,
     /// As `nft list ruleset` prints it.
@@ -118,6 +119,19 @@ fn prio_of(v: &Value, family: Family, hook: Hook) -> Option<i32> {
 
 /// Parses `nft -j list ruleset` output.
 pub fn parse(json: &str) -> Result<NftRuleset, ParseError> {
+    // Fast path: find the items of the top-level array without building them (serde_json's
+    // RawValue), then build one item at a time (rules on all cores), so the whole document is never
+    // held as a tree: 50,000 rules as serde_json::Value take half a gigabyte, and zeroing those
+    // pages was most of the time. Anything unusual about the document takes the plain path, whose
+    // errors say what is wrong.
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow)]
+        nftables: Vec<&'a serde_json::value::RawValue>,
+    }
+    if let Ok(top) = serde_json::from_str::<Top<'_>>(json) {
+        return build_from(&top.nftables);
+    }
     let root: Value = serde_json::from_str(json).map_err(|e| ParseError::json(format!("not JSON: {e} (at line {}, column {})", e.line(), e.column())))?;
     from_owned(root)
 }
@@ -126,20 +140,52 @@ pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
     from_owned(root.clone())
 }
 
-/// Like [`from_value`], taking the JSON apart instead of copying it (rule statements, set elements).
-pub fn from_owned(mut root: Value) -> Result<NftRuleset, ParseError> {
+/// Like [`from_value`], without copying the document.
+pub fn from_owned(root: Value) -> Result<NftRuleset, ParseError> {
     let items = root
-        .get_mut("nftables")
-        .and_then(Value::as_array_mut)
+        .get("nftables")
+        .and_then(Value::as_array)
         .ok_or_else(|| ParseError::json("not `nft -j list ruleset` output: no top-level \"nftables\" array"))?;
+    build_from(items)
+}
+
+/// One element of the top-level array: already a tree, or still raw text.
+trait Item: Sync {
+    /// Whether this is a `{"rule": ...}` object (for raw text, from its first key).
+    fn is_rule(&self) -> bool;
+    fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String>;
+}
+
+impl Item for Value {
+    fn is_rule(&self) -> bool {
+        self.get("rule").is_some()
+    }
+    fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
+        Ok(std::borrow::Cow::Borrowed(self))
+    }
+}
+
+impl Item for &serde_json::value::RawValue {
+    fn is_rule(&self) -> bool {
+        self.get().strip_prefix('{').is_some_and(|r| r.trim_start().starts_with("\"rule\""))
+    }
+    fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
+        serde_json::from_str(self.get()).map(std::borrow::Cow::Owned).map_err(|e| e.to_string())
+    }
+}
+
+fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
     let mut rs = NftRuleset { version: None, json_schema_version: None, tables: Vec::new() };
     let mut tidx: HashMap<(Family, String), usize> = HashMap::new();
     let mut unknown_family = 0usize;
     // Pass 1: metainfo, tables, chains, sets and maps.
-    for (i, item) in items.iter_mut().enumerate() {
-        // set and map elements are moved out, not copied
-        let taken_elem = match item.as_object_mut().and_then(|o| o.iter_mut().next()) {
-            Some((k, b)) if k == "set" || k == "map" => b.get_mut("elem").map(Value::take),
+    for (i, item) in items.iter().enumerate() {
+        if item.is_rule() {
+            continue;
+        }
+        let item = item.value().map_err(|e| jerr(i, e))?;
+        let taken_elem = match item.as_object().and_then(|o| o.iter().next()) {
+            Some((k, b)) if k == "set" || k == "map" => b.get("elem").cloned(),
             _ => None,
         };
         let Some(obj) = item.as_object() else {
@@ -251,32 +297,40 @@ pub fn from_owned(mut root: Value) -> Result<NftRuleset, ParseError> {
             }
         }
     }
-    // Pass 2: rules.
-    for (i, item) in items.iter_mut().enumerate() {
-        let Some(body) = item.get_mut("rule") else { continue };
-        let expr_taken = body.get_mut("expr").map(Value::take);
-        let body = &*body;
-        let s = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    // Pass 2: rules, each read, printed and lowered on its own (on all cores for big rulesets),
+    // then placed in order; the first error by position is the one reported.
+    let chain_idx: HashMap<(usize, &str), usize> = rs
+        .tables
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| t.chains.iter().enumerate().map(move |(ci, c)| ((ti, c.name.as_str()), ci)))
+        .collect();
+    let rule_items: Vec<(usize, &I)> = items.iter().enumerate().filter(|(_, it)| it.is_rule()).collect();
+    let tables = &rs.tables;
+    let read = |&(i, item): &(usize, &I)| -> Result<(usize, usize, NftRule, bool), ParseError> {
+        let v = item.value().map_err(|e| jerr(i, e))?;
+        let body = v.get("rule").ok_or_else(|| jerr(i, "not a rule"))?;
+        let s = |k: &str| body.get(k).and_then(Value::as_str);
         let (Some(f), Some(table), Some(chain)) = (s("family"), s("table"), s("chain")) else {
             return Err(jerr(i, "rule without family, table or chain"));
         };
-        let family = family_of(&f).ok_or_else(|| jerr(i, format!("unknown family {f:?}")))?;
-        let Some(&ti) = tidx.get(&(family, table.clone())) else {
+        let family = family_of(f).ok_or_else(|| jerr(i, format!("unknown family {f:?}")))?;
+        let Some(&ti) = tidx.get(&(family, table.to_string())) else {
             return Err(jerr(i, format!("rule of table {f} {table}, which is not listed")));
         };
-        let t = &mut rs.tables[ti];
-        let Some(c) = t.chains.iter_mut().find(|c| c.name == chain) else {
+        let Some(&ci) = chain_idx.get(&(ti, chain)) else {
             return Err(jerr(i, format!("rule of chain {chain}, which is not listed in table {f} {table}")));
         };
-        let expr = match expr_taken {
+        let expr: &[Value] = match body.get("expr") {
             Some(Value::Array(a)) => a,
             Some(_) => return Err(jerr(i, "rule \"expr\" is not an array")),
-            None => Vec::new(),
+            None => &[],
         };
         let mut counters = None;
-        for e in &expr {
+        let mut has_xt = false;
+        for e in expr {
             if e.get("xt").is_some() {
-                t.has_xt = true;
+                has_xt = true;
             }
             if let Some(c) = e.get("counter")
                 && let (Some(p), Some(b)) = (c.get("packets").and_then(Value::as_u64), c.get("bytes").and_then(Value::as_u64)) {
@@ -284,12 +338,21 @@ pub fn from_owned(mut root: Value) -> Result<NftRuleset, ParseError> {
                 }
         }
         let handle = body.get("handle").and_then(Value::as_u64);
-        let comment = s("comment");
+        let comment = s("comment").map(str::to_string);
         let mut text = expr.iter().map(render_stmt).collect::<Vec<_>>().join(" ");
         if let Some(cm) = &comment {
             text.push_str(&format!(" comment {}", quote(cm)));
         }
-        c.rules.push(NftRule { handle, expr, comment, counters, text });
+        let t = &tables[ti];
+        let stmts = lower_rule(expr, &Ctx { family: t.family, sets: &t.sets }).into();
+        Ok((ti, ci, NftRule { handle, stmts, comment, counters, text }, has_xt))
+    };
+    let read_rules = crate::par::map(&rule_items, 2048, read);
+    for r in read_rules {
+        let (ti, ci, rule, has_xt) = r?;
+        let t = &mut rs.tables[ti];
+        t.has_xt |= has_xt;
+        t.chains[ci].rules.push(rule);
     }
     let _ = unknown_family;
     Ok(rs)
@@ -923,9 +986,9 @@ fn nat_of(kind: NatKind, b: &Value) -> Stmt {
     Stmt::Nat(Nat { kind, addr, port })
 }
 
-fn lower_rule(r: &NftRule, ctx: &Ctx) -> Vec<Stmt> {
+fn lower_rule(expr: &[Value], ctx: &Ctx) -> Vec<Stmt> {
     let mut out = Vec::new();
-    for e in &r.expr {
+    for e in expr {
         let Some((k, b)) = e.as_object().and_then(|o| o.iter().next()) else {
             out.push(Stmt::Test(Test::Unknown { what: compact(e), reason: "not a statement".into() }));
             continue;
@@ -994,13 +1057,12 @@ pub fn to_tables(rs: &NftRuleset) -> Vec<ir::Table> {
         .iter()
         .map(|t| {
             let mut table = ir::Table::new(Backend::Nftables, t.family, t.name.clone());
-            let ctx = Ctx { family: t.family, sets: &t.sets };
             for c in &t.chains {
-                let rules = c
+                let rules: Vec<ir::Rule> = c
                     .rules
                     .iter()
                     .map(|r| ir::Rule {
-                        stmts: lower_rule(r, &ctx).into(),
+                        stmts: r.stmts.clone(),
                         text: match r.handle {
                             Some(h) => format!("{} # handle {h}", r.text).into(),
                             None => r.text.as_str().into(),
