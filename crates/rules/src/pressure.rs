@@ -189,6 +189,13 @@ pub fn ephemeral_verdict(i: &Input) -> Option<Finding> {
             "no free local port in {where_} for a new connection to {dest}: {} of {} usable ephemeral ports are in use towards it ({} in TIME_WAIT), and connect() failed with EADDRNOTAVAIL",
             u.in_use, u.usable, u.time_wait
         ),
+        // Linux's connect() scans (range size & ~1) ports per attempt, from a perturbed offset, so
+        // with an odd-sized ip_local_port_range one port is skipped on each attempt: the last free
+        // one may be missed (seen on 6.18 in the lab).
+        Some(u) if u.in_use + 1 == u.usable && (u32::from(u.range[1]) + 1).saturating_sub(u32::from(u.range[0])) % 2 == 1 => format!(
+            "connect() to {dest} failed with EADDRNOTAVAIL: {} of {} usable ephemeral ports are in use towards it, and the range {}-{} has an odd number of ports; Linux tries only an even number of them per connect() (one port is skipped on each attempt), so the last free port is not always found",
+            u.in_use, u.usable, u.range[0], u.range[1]
+        ),
         Some(u) => format!(
             "connect() to {dest} failed with EADDRNOTAVAIL (no free local port): {} of {} usable ephemeral ports are in use towards it; the rest are held by other sockets bound in the range (listeners, explicit binds)",
             u.in_use, u.usable
@@ -696,6 +703,25 @@ mod tests {
 
     fn commands(f: &Finding) -> Vec<String> {
         f.fix.iter().flat_map(|x| x.commands.clone()).collect()
+    }
+
+    #[test]
+    fn eaddrnotavail_with_one_port_left_in_an_odd_sized_range_says_why() {
+        // 5 ports, 4 in use: connect() tries only 4 per attempt and may skip the free one.
+        let mut f = base(ProbeOutcome::AddressNotAvailable);
+        let mut sub = ns("subject");
+        sub.port_range = Some([40000, 40004]);
+        sub.to_target = Some((40000..40004).map(|p| conn(p, "ESTABLISHED")).collect());
+        f.pressure = vec![ns("host"), sub.clone()];
+        let r = diagnose(&f);
+        assert_eq!(r.verdict.code, Code::EphemeralPortsExhausted, "{r:#?}");
+        assert!(r.verdict.summary.contains("4 of 5 usable") && r.verdict.summary.contains("odd number of ports"), "{}", r.verdict.summary);
+        // The same with an even-sized range: the free port is always found, so something else holds it.
+        sub.port_range = Some([40000, 40005]);
+        sub.to_target = Some((40000..40005).map(|p| conn(p, "ESTABLISHED")).collect());
+        f.pressure = vec![ns("host"), sub];
+        let r = diagnose(&f);
+        assert!(r.verdict.summary.contains("held by other sockets") && !r.verdict.summary.contains("odd"), "{}", r.verdict.summary);
     }
 
     #[test]
