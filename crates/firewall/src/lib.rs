@@ -254,6 +254,17 @@ fn explain_tables(tables: &[ir::Table], packet: &Packet, notes: &mut Vec<String>
     };
     let manager = d.map(|d| manager::owner(d, &detected)).unwrap_or(Manager::Plain);
     let (ufw_facts, rule_source) = ufw_answer(cx, tables, d, manager, &detected, packet, notes);
+    let mut fixes = fixes;
+    // The `ufw` command behind the dropping rule is known: its delete is the other way out.
+    if let Some(cmd) = rule_source.as_ref().and_then(|s| s.ufw_command.as_deref()).and_then(|c| c.strip_prefix("ufw "))
+        && matches!(main.decision, Decision::Drop | Decision::Reject)
+        && let Some(f) = fixes.first_mut()
+        && f.commands.first().is_some_and(|c| c.starts_with("sudo ufw insert 1 "))
+    {
+        for c in f.commands.iter_mut().filter(|c| c.starts_with("# or delete the rule that drops it")) {
+            *c = format!("# or delete the rule that drops it: sudo ufw delete {cmd}");
+        }
+    }
     let sources = tables
         .iter()
         .map(|t| SourceTable { backend: t.backend, family: t.family.as_str().into(), table: t.name.clone(), chains: t.chains.len(), rules: t.rule_count() })

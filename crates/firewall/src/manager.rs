@@ -239,7 +239,13 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
                     if d.policy { "policy drop" } else { "drop" },
                     if path == PathKind::Input { "; container-to-host traffic is delivered locally, so INPUT decides" } else { "" }
                 ),
-                vec![format!("sudo {ipt} {text}")],
+                {
+                    let mut cmds = vec![format!("sudo {ipt} {text}")];
+                    if let Some(net) = &p.src_network {
+                        cmds.push(format!("# or, for the whole network: sudo {ipt} {tflag}-I {} {pos} -s {net} {} -j ACCEPT", d.base_chain, ipt_match(p).split_once(" -p ").map(|(_, r)| format!("-p {r}")).unwrap_or_default()));
+                    }
+                    cmds
+                },
             ),
             insert: Some((ti, d.base_chain.clone(), pos - 1, rule)),
         }
@@ -260,6 +266,23 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
                     ],
                 ),
                 insert: None,
+            });
+        }
+        // A `ufw deny`/`ufw reject` rule of the user's: `ufw allow` would be appended after it and never reached.
+        (Manager::Ufw, PathKind::Input) if !d.policy && (d.chain == "ufw-user-input" || d.chain == "ufw6-user-input") => {
+            let chain = d.chain.clone();
+            out.push(Change {
+                fix: Fix::new(
+                    format!(
+                        "A `ufw deny` or `ufw reject` rule (in {chain}, from /etc/ufw/user{}.rules) drops it in INPUT. UFW runs its rules in order and `ufw allow` appends after it: insert the allow before it, or delete that rule",
+                        if v6 { "6" } else { "" }
+                    ),
+                    vec![
+                        format!("sudo ufw insert 1 allow in on {} to any port {port} proto {proto}", p.iif),
+                        "# or delete the rule that drops it: sudo ufw status numbered, then sudo ufw delete <its number>".to_string(),
+                    ],
+                ),
+                insert: Some((ti, chain.clone(), 0, accept_rule(p, format!("-I {chain} 1 {} -j ACCEPT", ipt_match(p)), false))),
             });
         }
         (Manager::Ufw, PathKind::Input) => {
@@ -362,13 +385,18 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
                 (true, Some(h)) => (format!("sudo nft insert rule {fam} {} {} position {h} {} accept", table.name, d.base_chain, nft_match(p)), d.rule_idx.unwrap_or(0)),
                 _ => (format!("sudo nft insert rule {fam} {} {} {} accept", table.name, d.base_chain, nft_match(p)), 0),
             };
+            let mut cmds = vec![cmd.clone()];
+            if let Some(net) = &p.src_network {
+                let by_net = nft_match(p).replacen(&format!("iifname \"{}\"", p.iif), &format!("{} saddr {net}", if v6 { "ip6" } else { "ip" }), 1);
+                cmds.push(format!("# or, for the whole network: {}", cmd.replacen(&nft_match(p), &by_net, 1)));
+            }
             out.push(Change {
                 fix: Fix::new(
                     format!(
                         "Accept {proto} port {port} from {} in {fam} {} {} (nftables), before the rule that drops it; an accept ends only its own base chain, so a drop in another base chain on the same hook still wins",
                         p.iif, table.name, d.base_chain
                     ),
-                    vec![cmd.clone()],
+                    cmds,
                 ),
                 insert: Some((ti, d.base_chain.clone(), pos, accept_rule(p, cmd, true))),
             });

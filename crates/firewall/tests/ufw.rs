@@ -105,6 +105,15 @@ fn ufws_own_rules_point_at_their_file_and_line() {
     assert_eq!((e.decision.clone(), e.manager), (Decision::Drop, Manager::Ufw));
     assert_eq!(e.rule, "-A ufw-user-input -i docker0 -p tcp -m tcp --dport 6379 -j DROP");
     assert_eq!(e.rule_source.as_ref().unwrap().summary, "/etc/ufw/user.rules line 27 (added by `ufw deny in on docker0 to any port 6379 proto tcp`)");
+    // `ufw allow` would land after the deny: the fix inserts before it, or deletes the deny
+    assert_eq!(e.fixes[0].commands, vec![
+        "sudo ufw insert 1 allow in on docker0 to any port 6379 proto tcp".to_string(),
+        "# or delete the rule that drops it: sudo ufw delete deny in on docker0 to any port 6379 proto tcp".to_string()
+    ]);
+    assert!(e.fixes[0].verified && e.fixes[0].summary.contains("appends after it"), "{:?}", e.fixes[0]);
+    // without the files, the delete is described
+    let e = explain(&r, &to_host(6379));
+    assert!(e.fixes[0].commands[1].contains("sudo ufw status numbered"), "{:?}", e.fixes[0]);
     // `ufw reject from 172.17.0.0/16`: rejected with a reset by user.rules line 30
     let e = explain_with(&r, &to_host(11211), &cx);
     assert_eq!((e.decision.clone(), e.reject_with.as_deref()), (Decision::Reject, Some("tcp-reset")));
@@ -290,4 +299,38 @@ fn docker_nftables_backend_means_no_docker_user_advice() {
     let ipt = Context { ufw: None, docker: Some(DaemonAnswer { version: Some("28.3.0".into()), firewall_backend: Some("iptables".into()) }), live: true };
     let e = explain_with(&rules, &f, &ipt);
     assert!(e.fixes[0].commands[0].contains("-I DOCKER-USER"), "{:?}", e.fixes);
+}
+
+#[test]
+fn plain_fixes_offer_the_source_network_in_the_packets_family() {
+    // ip6tables: the rule for the interface, and the alternative for the IPv6 subnet
+    let save = iptables::parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i hrbr6 -p tcp -m tcp --dport 5432 -j DROP\nCOMMIT\n").unwrap();
+    let mut save6 = save.clone();
+    save6.v6 = true;
+    let rules = Rulesets { iptables: vec![save6], nft: None };
+    let mut p = pkt("hrbr6", "fd00:6872::2", "fd00:6872::1", Proto::Tcp, Some(5432));
+    p.src_network = Some("fd00:6872::/64".into());
+    let e = explain(&rules, &p);
+    assert_eq!(e.fixes[0].commands, vec![
+        "sudo ip6tables -I INPUT 1 -i hrbr6 -p tcp --dport 5432 -j ACCEPT".to_string(),
+        "# or, for the whole network: sudo ip6tables -I INPUT 1 -s fd00:6872::/64 -p tcp --dport 5432 -j ACCEPT".to_string()
+    ]);
+    assert!(e.fixes[0].verified);
+    // nftables inet: ip6 saddr for an IPv6 packet
+    let nft = nft::parse(r#"{"nftables": [{"table": {"family": "inet", "name": "t", "handle": 1}},
+        {"chain": {"family": "inet", "table": "t", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "t", "chain": "input", "handle": 4, "expr": [
+            {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 5432}},
+            {"drop": null}]}}]}"#).unwrap();
+    let rules = Rulesets { iptables: vec![], nft: Some(nft) };
+    let e = explain(&rules, &p);
+    assert_eq!(e.decision, Decision::Drop);
+    assert_eq!(e.fixes[0].commands, vec![
+        "sudo nft insert rule inet t input position 4 iifname \"hrbr6\" tcp dport 5432 accept".to_string(),
+        "# or, for the whole network: sudo nft insert rule inet t input position 4 ip6 saddr fd00:6872::/64 tcp dport 5432 accept".to_string()
+    ]);
+    // and IPv4 is not dropped by it
+    let e = explain(&rules, &to_host(5432));
+    assert_eq!(e.decision, Decision::Accept);
 }
