@@ -167,7 +167,9 @@ fn accept_rule(p: &Packet, text: String, nft: bool) -> ir::Rule {
 }
 
 fn ipt_match(p: &Packet) -> String {
-    let mut s = format!("-i {} -p {}", p.iif, proto_word(p));
+    // ip6tables' `-p icmp` is protocol 1, which an IPv6 ping is not.
+    let proto = if p.is_v6() && p.proto == crate::Proto::Icmp { "ipv6-icmp" } else { proto_word(p) };
+    let mut s = format!("-i {} -p {proto}", p.iif);
     if let (true, Some(port)) = (p.proto.has_ports(), p.dport) {
         s.push_str(&format!(" --dport {port}"));
     }
