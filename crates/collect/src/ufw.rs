@@ -149,8 +149,10 @@ mod tests {
         let f = read_root(Path::new("/nonexistent/hostreach-root"));
         assert!(f.is_empty());
         assert_eq!(f.missing.len(), 8);
-        let file = tmp("file").join("x");
+        let d = tmp("file");
+        let file = d.join("x");
         std::fs::write(&file, "").unwrap();
         assert!(read_saved(&file).unwrap_err().to_string().contains("not a directory"));
+        let _ = std::fs::remove_dir_all(d);
     }
 }
