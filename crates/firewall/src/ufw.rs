@@ -551,7 +551,7 @@ pub fn tuple_command(tuple: &str) -> Option<String> {
 }
 
 fn decode_hex(s: &str) -> Option<String> {
-    if !s.len().is_multiple_of(2) {
+    if !s.is_ascii() || !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect();
@@ -831,6 +831,20 @@ mod tests {
         assert_eq!(tuple_command("allow any 22 0.0.0.0/0 any 0.0.0.0/0 OpenSSH - in").unwrap(), "ufw allow to any app OpenSSH");
         assert_eq!(tuple_command("allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in comment=776562").unwrap(), "ufw allow to any port 80 proto tcp comment 'web'");
         assert_eq!(tuple_command("nonsense"), None);
+        // a comment that is not hex, or not ASCII, is left out rather than misread
+        assert_eq!(tuple_command("allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in comment=aé1").unwrap(), "ufw allow to any port 80 proto tcp");
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        for t in ["", "=", "\"", "-A", "-A x !", "-A x -p", "-I x 3", "### tuple ###", "*", ":", "-A c -s é/99 -d ::/999 --icmp-type é --limit /", "KEY=\"unterminated", "export X='y'"] {
+            let f = parse_rules("user.rules", "x", t);
+            let _ = parse_settings(t);
+            for r in &f.rules {
+                assert!(!r.chain.is_empty());
+            }
+            let _ = tuple_command(t);
+        }
     }
 
     #[test]
