@@ -16,6 +16,7 @@ PKGS=(
   redis-server       # a real service bound to 127.0.0.1 for LOOPBACK_ONLY_BIND tests
   dnsmasq-base       # the lab's own DNS server (no service, started by lab/up.sh)
   docker-compose     # compose lint lab tests: a real compose project, and `docker-compose config` as an oracle
+  ufw                # enabled only inside throwaway namespaces over private copies of /etc/ufw (firewall lab tests, capture-fixtures); never on the machine
 )
 
 missing=()

@@ -742,6 +742,22 @@ pub fn hostreach_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     full.extend_from_slice(args);
     let mut cmd = nsenter_cmd(NETNS_PATH, &full);
     cmd.envs(env.iter().copied());
+    run_hostreach(cmd, args)
+}
+
+/// Runs `hostreach ARGS` in other namespaces: `nsenter NS_ARGS -- hostreach ARGS` (DOCKER_HOST
+/// set to the lab's daemon), e.g. `&["--net=/run/netns/x"]` for a throwaway network namespace, or
+/// `&["-t", PID, "-m", "-n"]` for a process's mount and network namespaces.
+pub fn hostreach_in(ns_args: &[&str], args: &[&str]) -> Run {
+    Lab::get();
+    let bin = hostreach_bin();
+    let mut cmd = Command::new("nsenter");
+    cmd.args(ns_args).arg("--").arg(&bin).args(args);
+    cmd.env("DOCKER_HOST", DOCKER_HOST).stdin(Stdio::null());
+    run_hostreach(cmd, args)
+}
+
+fn run_hostreach(cmd: Command, args: &[&str]) -> Run {
     let timeout = std::env::var("HOSTREACH_TEST_TIMEOUT")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())

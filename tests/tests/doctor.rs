@@ -209,6 +209,15 @@ fn firewall_drop_is_concluded_from_the_kernels_report() {
             && r["counter_delta"].as_u64().is_some_and(|n| n >= 1)),
         "{run}"
     );
+    // Docker 20.10 does not report its firewall backend (GET /info has it from 28.1): inferred from its chains.
+    assert!(
+        evidence(&run, "docker").iter().any(|d| d["field"] == "firewall_backend"
+            && d["value"].as_str().is_some_and(|v| v.starts_with("iptables, inferred from the rules")
+                && v.contains(&format!("not reported by the Docker daemon (Docker {}", lab.docker_version)))),
+        "{run}"
+    );
+    // ... so DOCKER-USER is named as the wrong place, as for any iptables backend.
+    assert!(run.json()["findings"][0]["fix"].as_array().unwrap().iter().any(|f| f["summary"].as_str().unwrap().starts_with("Not a DOCKER-USER rule")), "{run}");
     // Inserted right before the dropping rule, wherever parallel tests put it.
     let tail = format!(" -i docker0 -p tcp --dport {port} -j ACCEPT");
     assert!(

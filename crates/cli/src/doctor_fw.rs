@@ -6,8 +6,9 @@
 
 use hostreach_collect::netns::Netns;
 use hostreach_collect::probe::{self, ProbeSpec};
-use hostreach_firewall::{Packet, PathKind, Proto as FwProto, Rulesets, explain};
-use hostreach_model::{Facts, FirewallFacts, Fix, ProbeOutcome, Proto, Skipped};
+use hostreach_firewall::docker::{BackendSource, DaemonAnswer};
+use hostreach_firewall::{Context, Packet, PathKind, Proto as FwProto, Rulesets, explain_with};
+use hostreach_model::{DockerFirewallBackend, Facts, FirewallFacts, Fix, ProbeOutcome, Proto, Skipped};
 use std::time::Duration;
 
 /// Does the probe point at the firewall?
@@ -84,7 +85,13 @@ pub fn step(facts: &mut Facts, netns: Option<&Netns>, timeout: Duration, trace: 
             .map(|l| l.name.clone());
     }
     pkt.src_network = facts.subject.container().and_then(|c| c.networks.first()).and_then(|n| n.subnet.clone());
-    let before = explain(&rules, &pkt);
+    // What else is known: the daemon's answer (its firewall backend; None before Docker 28.1) and UFW's files.
+    let cx = Context {
+        ufw: Some(crate::firewall_cmd::ufw_config(hostreach_collect::ufw::read_live())),
+        docker: facts.daemon.as_ref().map(|d| DaemonAnswer { version: d.version.clone(), firewall_backend: d.firewall_backend.clone() }),
+        live: true,
+    };
+    let before = explain_with(&rules, &pkt, &cx);
 
     // Send the probe again and see whether the deciding rule counted it.
     let mut counter_delta = None;
@@ -98,7 +105,7 @@ pub fn step(facts: &mut Facts, netns: Option<&Netns>, timeout: Duration, trace: 
         if probe::run(netns, spec).is_ok()
             && let Ok((rules2, _)) = read_rules()
         {
-            let after = explain(&rules2, &pkt);
+            let after = explain_with(&rules2, &pkt, &cx);
             if after.rule == before.rule
                 && let Some((p1, _)) = after.counters
             {
@@ -121,5 +128,13 @@ pub fn step(facts: &mut Facts, netns: Option<&Netns>, timeout: Duration, trace: 
         counter_delta,
         fixes: before.fixes.iter().filter(|f| f.verified).map(|f| Fix { summary: f.summary.clone(), commands: f.commands.clone() }).collect(),
         notes,
+        docker_firewall_backend: before.docker_firewall_backend.as_ref().map(|b| DockerFirewallBackend {
+            driver: b.driver.clone(),
+            source: match b.source {
+                BackendSource::Daemon => "daemon".into(),
+                BackendSource::Inferred => "inferred".into(),
+            },
+            summary: b.summary.clone(),
+        }),
     });
 }

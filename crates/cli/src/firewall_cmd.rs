@@ -3,7 +3,9 @@
 use crate::cli::Format;
 use crate::exit;
 use clap::{Args, Subcommand, ValueEnum};
-use hostreach_firewall::{CtState, Decision, Packet, PathKind, Proto, Rulesets};
+use hostreach_firewall::docker::DaemonAnswer;
+use hostreach_firewall::ufw::UfwConfig;
+use hostreach_firewall::{Context, CtState, Decision, Packet, PathKind, Proto, Rulesets};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -54,6 +56,10 @@ pub struct ExplainArgs {
     /// input (local delivery) or forward; default: input when this host owns --dst, forward otherwise.
     #[arg(long, value_enum)]
     pub path: Option<PathArg>,
+    /// A saved copy of UFW's files (default-ufw or default/ufw, ufw.conf, the *.rules) to read
+    /// instead of this host's /etc/default/ufw and /etc/ufw.
+    #[arg(long, value_name = "DIR")]
+    pub ufw_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,9 +83,9 @@ pub enum StateArg {
     Invalid,
 }
 
-pub fn run(args: &FirewallArgs, format: Format) -> i32 {
+pub fn run(rt: &tokio::runtime::Runtime, args: &FirewallArgs, format: Format, docker_host: Option<&str>) -> i32 {
     match &args.command {
-        FirewallCommand::Explain(a) => match explain(a) {
+        FirewallCommand::Explain(a) => match explain(rt, a, docker_host) {
             Ok(e) => {
                 print(format, &e);
                 match e.decision {
@@ -105,7 +111,46 @@ fn read_file(p: &PathBuf) -> Result<String, exit::Failure> {
         .and_then(|b| String::from_utf8(b).map_err(|_| exit::Failure::usage(format!("{}: not UTF-8 text", p.display()))))
 }
 
-fn explain(a: &ExplainArgs) -> Result<hostreach_firewall::Explanation, exit::Failure> {
+/// UFW's files as the firewall engine takes them, and notes on what could not be read.
+pub fn ufw_config(files: hostreach_collect::ufw::UfwFiles) -> UfwConfig {
+    let read: Vec<(String, String, String)> = files.files.into_iter().map(|f| (f.path, f.read_from.display().to_string(), f.text)).collect();
+    UfwConfig::from_files(
+        read.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+        files.missing,
+        files.saved_copy.map(|d| d.display().to_string()),
+    )
+}
+
+/// What the Docker daemon says about itself, if one answers within a second or two; `None` otherwise.
+pub fn daemon_answer(rt: &tokio::runtime::Runtime, docker_host: Option<&str>) -> Option<DaemonAnswer> {
+    let endpoint = hostreach_collect::docker::endpoint(docker_host);
+    rt.block_on(async {
+        let ask = async {
+            let client = hostreach_collect::docker::DockerClient::connect(&endpoint).await.ok()?;
+            client.daemon().await.ok()
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), ask).await.ok().flatten()
+    })
+    .map(|d| DaemonAnswer { version: d.version, firewall_backend: d.firewall_backend })
+}
+
+/// The network of the ingress interface's address that holds `src` (fd00:6872::/64, 172.17.0.0/16).
+fn src_network(h: &hostreach_model::NetnsFacts, iif: &str, src: IpAddr) -> Option<String> {
+    let link = h.link_by_name(iif)?;
+    h.addresses.iter().filter(|a| a.index == link.index && a.address.is_ipv4() == src.is_ipv4()).find_map(|a| {
+        let full = if a.address.is_ipv4() { 32 } else { 128 };
+        if a.prefix_len == 0 || a.prefix_len >= full || !hostreach_firewall::ir::net_contains(a.address, a.prefix_len, src) {
+            return None;
+        }
+        let net = match a.address {
+            IpAddr::V4(v) => IpAddr::from(std::net::Ipv4Addr::from(u32::from(v) & (u32::MAX << (32 - a.prefix_len as u32)))),
+            IpAddr::V6(v) => IpAddr::from(std::net::Ipv6Addr::from(u128::from(v) & (u128::MAX << (128 - a.prefix_len as u32)))),
+        };
+        Some(format!("{net}/{}", a.prefix_len))
+    })
+}
+
+fn explain(rt: &tokio::runtime::Runtime, a: &ExplainArgs, docker_host: Option<&str>) -> Result<hostreach_firewall::Explanation, exit::Failure> {
     let proto = match a.proto {
         ProtoArg::Tcp => Proto::Tcp,
         ProtoArg::Udp => Proto::Udp,
@@ -121,7 +166,8 @@ fn explain(a: &ExplainArgs) -> Result<hostreach_firewall::Explanation, exit::Fai
         return Err(exit::Failure::usage(format!("--in {:?} is not an interface name", a.iif)));
     }
     // The rules: files, or this host's live ones.
-    let (rules, mut notes) = if !a.iptables_save.is_empty() || a.nft_json.is_some() {
+    let saved = !a.iptables_save.is_empty() || a.nft_json.is_some();
+    let (rules, mut notes) = if saved {
         let texts: Vec<(String, String)> = a.iptables_save.iter().map(|p| Ok((p.display().to_string(), read_file(p)?))).collect::<Result<_, exit::Failure>>()?;
         let nft = match &a.nft_json {
             Some(p) => Some((p.display().to_string(), read_file(p)?)),
@@ -143,9 +189,21 @@ fn explain(a: &ExplainArgs) -> Result<hostreach_firewall::Explanation, exit::Fai
         .map_err(|e| exit::Failure::cannot(format!("the live rules could not be parsed: {e} (please report it)")))?;
         (rs, notes)
     };
+    // UFW's files: the saved copy given, else this host's (live rules only).
+    let ufw = match &a.ufw_dir {
+        Some(dir) => Some(ufw_config(hostreach_collect::ufw::read_saved(dir).map_err(|e| exit::Failure::usage(format!("--ufw-dir: {e}")))?)),
+        None if !saved => Some(ufw_config(hostreach_collect::ufw::read_live())),
+        None => None,
+    };
+    // Docker's word on its firewall backend: only about this host's live rules.
+    let docker = if saved { None } else { daemon_answer(rt, docker_host) };
     // The path: given, or from this host's addresses.
+    let mut network = None;
     let local: Option<Vec<IpAddr>> = match hostreach_collect::netlink::read_current() {
-        Ok(f) => Some(f.addresses.iter().map(|a| a.address).collect()),
+        Ok(f) => {
+            network = src_network(&f, &a.iif, a.src);
+            Some(f.addresses.iter().map(|a| a.address).collect())
+        }
         Err(e) => {
             if a.path.is_none() {
                 return Err(exit::Failure::cannot(format!("cannot tell whether this host owns {} (give --path input|forward): {e}", a.dst)));
@@ -172,10 +230,12 @@ fn explain(a: &ExplainArgs) -> Result<hostreach_firewall::Explanation, exit::Fai
         StateArg::Invalid => CtState::Invalid,
     };
     // Saved rules of another host: this host's addresses say nothing about it.
-    if a.path.is_none() || (a.iptables_save.is_empty() && a.nft_json.is_none()) {
+    if a.path.is_none() || !saved {
         pkt.local_addresses = local;
+        pkt.src_network = network;
     }
-    let mut e = hostreach_firewall::explain(&rules, &pkt);
+    let cx = Context { ufw, docker, live: !saved };
+    let mut e = hostreach_firewall::explain_with(&rules, &pkt, &cx);
     notes.append(&mut e.notes);
     e.notes = notes;
     Ok(e)

@@ -71,7 +71,7 @@ fn run(cli: Cli) -> i32 {
     match &cli.command {
         Command::Sockets(args) => sockets_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Compose(args) => compose_cmd::run(args, cli.format),
-        Command::Firewall(args) => firewall_cmd::run(args, cli.format),
+        Command::Firewall(args) => firewall_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Relay(args) => relay_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Path(args) => path_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),
         Command::Trace(args) => trace_cmd::run(&rt, args, cli.format, cli.docker_host.as_deref()),

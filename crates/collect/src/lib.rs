@@ -13,6 +13,7 @@
 //! - [`mtu`]: the MTU search (DF probes in the subject's namespace) and a TCP transfer with full-sized segments.
 //! - [`capture`], [`pcapng`]: AF_PACKET capture with a kernel BPF filter, written as pcapng (`hostreach trace`).
 //! - [`relay`]: `hostreach relay`: listeners inside a namespace, connections carried to the host with splice.
+//! - [`firewall`], [`ufw`]: the live firewall rules (iptables-save, nft), and UFW's own files, read only.
 
 pub mod capture;
 pub mod cleanup;
@@ -29,5 +30,6 @@ pub mod relay;
 pub mod resolve;
 pub mod sockets;
 pub mod tracefs;
+pub mod ufw;
 
 pub use error::{CollectError, Result};

@@ -7,6 +7,9 @@
 //!   in priority order; matches that cannot be evaluated are explored both ways.
 //! - [`manager`]: UFW, firewalld, Docker (20.10, 28, 29 nftables) or plain, and fixes in their
 //!   language, each verified by walking the packet again with the fix applied.
+//! - [`ufw`]: UFW's own files (/etc/default/ufw, /etc/ufw/*.rules): where a rule or policy comes
+//!   from, and whether the live rules still match the files.
+//! - [`docker`]: Docker's firewall backend, as the daemon reports it or as the rules show it.
 //!
 //! ```
 //! use hostreach_firewall::*;
@@ -18,6 +21,7 @@
 //! assert_eq!(e.rule, "-A INPUT -i docker0 -p tcp -m tcp --dport 5432 -j DROP");
 //! ```
 
+pub mod docker;
 pub mod error;
 pub mod eval;
 pub mod ir;
@@ -27,6 +31,7 @@ pub mod nft;
 pub mod packet;
 mod par;
 pub mod text;
+pub mod ufw;
 
 pub use error::ParseError;
 pub use eval::{Decision, Event, PointOutcome, Step};
@@ -146,6 +151,17 @@ impl Rulesets {
     }
 }
 
+/// What is known about the host besides its rules.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// UFW's files: this host's (/etc/default/ufw, /etc/ufw) or a saved copy.
+    pub ufw: Option<ufw::UfwConfig>,
+    /// What the Docker daemon answered, when one was asked.
+    pub docker: Option<docker::DaemonAnswer>,
+    /// The rules are this host's live ones, read now: UFW's files can be compared with them.
+    pub live: bool,
+}
+
 /// The answer for one packet.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
@@ -191,23 +207,41 @@ pub struct Explanation {
     pub fixes: Vec<Fix>,
     pub notes: Vec<String>,
     pub sources: Vec<SourceTable>,
+    /// Docker's firewall backend: as the daemon reports it (GET /info, Docker 28.1+), else inferred
+    /// from its chains and tables; `null` when neither says anything.
+    pub docker_firewall_backend: Option<docker::FirewallBackend>,
+    /// UFW's configuration, when UFW's chains are in the rules (or its files were given) and the files were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ufw: Option<ufw::UfwFacts>,
+    /// Where the deciding rule or policy is configured (a UFW file and line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_source: Option<ufw::RuleSource>,
 }
 
 /// Explains one packet against the rules.
 pub fn explain(rulesets: &Rulesets, packet: &Packet) -> Explanation {
+    explain_with(rulesets, packet, &Context::default())
+}
+
+/// Explains one packet against the rules, with what else is known about the host: UFW's files
+/// (where the deciding rule or policy comes from) and the Docker daemon's answer (its firewall backend).
+pub fn explain_with(rulesets: &Rulesets, packet: &Packet, cx: &Context) -> Explanation {
     let (tables, notes) = rulesets.model();
     let v6 = packet.is_v6();
     let mut notes: Vec<String> = notes.into_iter().filter(|(f, _)| f.is_none_or(|f| f.sees(v6))).map(|(_, n)| n).collect();
-    explain_tables(&tables, packet, &mut notes)
+    explain_tables(&tables, packet, &mut notes, cx)
 }
 
-fn explain_tables(tables: &[ir::Table], packet: &Packet, notes: &mut Vec<String>) -> Explanation {
+fn explain_tables(tables: &[ir::Table], packet: &Packet, notes: &mut Vec<String>, cx: &Context) -> Explanation {
     let explored = eval::explore(tables, packet);
     let main = &explored.main;
     let detected = manager::detect(tables);
-    let (fixes, fix_notes) = manager::fixes(tables, packet, main, &detected);
+    let (backend, backend_notes) = docker::firewall_backend(&detected, cx.docker.as_ref());
+    let hints = manager::Hints { docker_nftables: backend.as_ref().is_some_and(|b| b.is_nftables()), ufw_ipv6: cx.ufw.as_ref().and_then(|u| u.ipv6()) };
+    let (fixes, fix_notes) = manager::fixes_with(tables, packet, main, &detected, &hints);
     notes.extend(main.notes.iter().cloned());
     notes.extend(fix_notes);
+    notes.extend(backend_notes);
     if !explored.complete {
         notes.push(format!("more than {} combinations of unevaluated matches: not all were explored", eval::MAX_WALKS));
     }
@@ -220,6 +254,18 @@ fn explain_tables(tables: &[ir::Table], packet: &Packet, notes: &mut Vec<String>
         None => format!("no base chain on the {} hook sees this packet: nothing filters it", if main.path == PathKind::Input { "input" } else { "forward" }),
     };
     let manager = d.map(|d| manager::owner(d, &detected)).unwrap_or(Manager::Plain);
+    let (ufw_facts, rule_source) = ufw_answer(cx, tables, d, manager, &detected, packet, notes);
+    let mut fixes = fixes;
+    // The `ufw` command behind the dropping rule is known: its delete is the other way out.
+    if let Some(cmd) = rule_source.as_ref().and_then(|s| s.ufw_command.as_deref()).and_then(|c| c.strip_prefix("ufw "))
+        && matches!(main.decision, Decision::Drop | Decision::Reject)
+        && let Some(f) = fixes.first_mut()
+        && f.commands.first().is_some_and(|c| c.starts_with("sudo ufw insert 1 "))
+    {
+        for c in f.commands.iter_mut().filter(|c| c.starts_with("# or delete the rule that drops it")) {
+            *c = format!("# or delete the rule that drops it: sudo ufw delete {cmd}");
+        }
+    }
     let sources = tables
         .iter()
         .map(|t| SourceTable { backend: t.backend, family: t.family.as_str().into(), table: t.name.clone(), chains: t.chains.len(), rules: t.rule_count() })
@@ -255,5 +301,67 @@ fn explain_tables(tables: &[ir::Table], packet: &Packet, notes: &mut Vec<String>
         fixes,
         notes: std::mem::take(notes),
         sources,
+        docker_firewall_backend: backend,
+        ufw: ufw_facts,
+        rule_source,
     }
+}
+
+/// UFW's configuration and where the deciding rule or policy comes from, when UFW is involved and
+/// its files were read; notes on what the files say about this packet and on live rules that
+/// differ from them.
+fn ufw_answer(
+    cx: &Context,
+    tables: &[ir::Table],
+    d: Option<&eval::Decider>,
+    manager: Manager,
+    detected: &[Detected],
+    packet: &Packet,
+    notes: &mut Vec<String>,
+) -> (Option<ufw::UfwFacts>, Option<ufw::RuleSource>) {
+    let Some(cfg) = cx.ufw.as_ref() else { return (None, None) };
+    let in_rules = detected.iter().any(|m| m.manager == Manager::Ufw);
+    if !in_rules {
+        // UFW installed but not running: nothing to say, unless it should be running, or the files were given.
+        if cx.live && !cfg.is_empty() && cfg.enabled() == Some(true) {
+            notes.push(format!("ENABLED=yes in {}, yet no ufw-* chains are in the live rules: UFW is not running (`sudo ufw enable`), or its rules were flushed", ufw::CONF_PATH));
+        } else if cfg.saved_copy.is_none() {
+            return (None, None);
+        }
+    }
+    let mut facts = cfg.facts();
+    if cfg.is_empty() {
+        notes.push(format!("UFW manages rules here, but none of its files could be read ({})", cfg.missing.join("; ")));
+    }
+    if cx.live && in_rules && !cfg.is_empty() {
+        let (same, diffs) = ufw::compare(cfg, tables);
+        facts.in_sync = Some(same);
+        notes.extend(diffs);
+        if in_rules && cfg.enabled() == Some(false) {
+            notes.push(format!("ENABLED=no in {}, yet UFW's chains are in the live rules: UFW will not load them at the next boot", ufw::CONF_PATH));
+        }
+    }
+    let source = d.filter(|d| manager == Manager::Ufw || d.chain.starts_with("ufw")).and_then(|d| {
+        let s = ufw::locate(cfg, tables, d);
+        if s.is_none() && !cfg.is_empty() {
+            notes.push(if d.policy {
+                format!("the {} policy is UFW's, but {} was not read or does not set it", d.chain, ufw::DEFAULTS_PATH)
+            } else {
+                format!("the deciding rule is in UFW's chain {}, but in none of UFW's files: it was added by hand (iptables), or the files changed since UFW loaded them", d.chain)
+            });
+        }
+        s
+    });
+    if packet.is_v6() && cfg.ipv6() == Some(false) {
+        notes.push(format!("IPV6=no in {}: UFW accepts IPv6 on loopback only, and its rules (ufw allow ...) are IPv4 only", ufw::DEFAULTS_PATH));
+    }
+    if packet.path == PathKind::Input && manager == Manager::Ufw && d.is_some_and(|d| d.hook == Hook::Input) {
+        let val = |k: &str| cfg.default_setting(k).map(|s| format!("{k}=\"{}\"", s.value)).unwrap_or_else(|| k.to_string());
+        notes.push(format!(
+            "{} and `ufw route` rules (ufw-user-forward) decide forwarded packets only; this one is delivered locally (INPUT), where {} and `ufw allow in` rules (ufw-user-input) decide",
+            val("DEFAULT_FORWARD_POLICY"),
+            val("DEFAULT_INPUT_POLICY")
+        ));
+    }
+    (Some(facts), source)
 }

@@ -168,7 +168,9 @@ fn accept_rule(p: &Packet, text: String, nft: bool) -> ir::Rule {
 }
 
 fn ipt_match(p: &Packet) -> String {
-    let mut s = format!("-i {} -p {}", p.iif, proto_word(p));
+    // ip6tables' `-p icmp` is protocol 1, which an IPv6 ping is not.
+    let proto = if p.is_v6() && p.proto == crate::Proto::Icmp { "ipv6-icmp" } else { proto_word(p) };
+    let mut s = format!("-i {} -p {proto}", p.iif);
     if let (true, Some(port)) = (p.proto.has_ports(), p.dport) {
         s.push_str(&format!(" --dport {port}"));
     }
@@ -182,6 +184,16 @@ fn nft_match(p: &Packet) -> String {
         _ => s.push_str(&format!(" meta l4proto {}", if p.is_v6() && p.proto == crate::Proto::Icmp { "ipv6-icmp" } else { proto_word(p) })),
     }
     s
+}
+
+/// What else is known about the host, beyond its rules, that changes the fix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// Docker runs its nftables backend (the daemon says so, or its docker-bridges tables do):
+    /// there is no DOCKER-USER chain to advise.
+    pub docker_nftables: bool,
+    /// `IPV6` in /etc/default/ufw, when read.
+    pub ufw_ipv6: Option<bool>,
 }
 
 /// A proposed change: the fix text, and where its rule goes in the model (table, chain, position).
@@ -206,7 +218,7 @@ fn firewalld_zone(walk: &[eval::Step]) -> Option<String> {
     None
 }
 
-fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &[eval::Step], path: PathKind) -> Vec<Change> {
+fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &[eval::Step], path: PathKind, hints: &Hints) -> Vec<Change> {
     let v6 = p.is_v6();
     let ipt = if v6 { "ip6tables" } else { "iptables" };
     let proto = proto_word(p);
@@ -230,12 +242,52 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
                     if d.policy { "policy drop" } else { "drop" },
                     if path == PathKind::Input { "; container-to-host traffic is delivered locally, so INPUT decides" } else { "" }
                 ),
-                vec![format!("sudo {ipt} {text}")],
+                {
+                    let mut cmds = vec![format!("sudo {ipt} {text}")];
+                    if let Some(net) = &p.src_network {
+                        cmds.push(format!("# or, for the whole network: sudo {ipt} {tflag}-I {} {pos} -s {net} {} -j ACCEPT", d.base_chain, ipt_match(p).split_once(" -p ").map(|(_, r)| format!("-p {r}")).unwrap_or_default()));
+                    }
+                    cmds
+                },
             ),
             insert: Some((ti, d.base_chain.clone(), pos - 1, rule)),
         }
     };
     match (owner, path) {
+        // UFW without IPv6 (IPV6=no): it keeps only loopback in ip6tables, and `ufw allow` writes no IPv6 rule.
+        (Manager::Ufw, PathKind::Input) if v6 && !table.chains.iter().any(|c| c.name.starts_with("ufw6-")) => {
+            out.push(Change {
+                fix: Fix::new(
+                    format!(
+                        "UFW runs without IPv6 ({}): it accepts IPv6 on loopback only and its `allow` rules are IPv4 only. Turn IPv6 on in /etc/default/ufw, restart UFW (it then builds its ufw6-* chains from /etc/ufw/user6.rules), and allow the port",
+                        if hints.ufw_ipv6 == Some(false) { "IPV6=no in /etc/default/ufw, and no ufw6-* chains in the IPv6 rules" } else { "no ufw6-* chains in the IPv6 rules: IPV6=no in /etc/default/ufw" }
+                    ),
+                    vec![
+                        "sudo sed -i 's/^IPV6=.*/IPV6=yes/' /etc/default/ufw".to_string(),
+                        "sudo ufw disable && sudo ufw enable".to_string(),
+                        format!("sudo ufw allow in on {} to any port {port} proto {proto}", p.iif),
+                    ],
+                ),
+                insert: None,
+            });
+        }
+        // A `ufw deny`/`ufw reject` rule of the user's: `ufw allow` would be appended after it and never reached.
+        (Manager::Ufw, PathKind::Input) if !d.policy && (d.chain == "ufw-user-input" || d.chain == "ufw6-user-input") => {
+            let chain = d.chain.clone();
+            out.push(Change {
+                fix: Fix::new(
+                    format!(
+                        "A `ufw deny` or `ufw reject` rule (in {chain}, from /etc/ufw/user{}.rules) drops it in INPUT. UFW runs its rules in order and `ufw allow` appends after it: insert the allow before it, or delete that rule",
+                        if v6 { "6" } else { "" }
+                    ),
+                    vec![
+                        format!("sudo ufw insert 1 allow in on {} to any port {port} proto {proto}", p.iif),
+                        "# or delete the rule that drops it: sudo ufw status numbered, then sudo ufw delete <its number>".to_string(),
+                    ],
+                ),
+                insert: Some((ti, chain.clone(), 0, accept_rule(p, format!("-I {chain} 1 {} -j ACCEPT", ipt_match(p)), false))),
+            });
+        }
         (Manager::Ufw, PathKind::Input) => {
             let mut cmds = vec![format!("sudo ufw allow in on {} to any port {port} proto {proto}", p.iif)];
             if let Some(net) = &p.src_network {
@@ -249,8 +301,9 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
             out.push(Change {
                 fix: Fix::new(
                     format!(
-                        "UFW's deny incoming drops it in INPUT: allow the port in on {} (an INPUT rule). `ufw route allow` and DEFAULT_FORWARD_POLICY only change FORWARD, which container-to-host packets never cross{}",
+                        "UFW's deny incoming drops it in INPUT: allow the port in on {} (an INPUT rule{}). `ufw route allow` and DEFAULT_FORWARD_POLICY only change FORWARD, which container-to-host packets never cross{}",
                         p.iif,
+                        if v6 { "; for IPv6 UFW puts it in ufw6-user-input, from /etc/ufw/user6.rules" } else { "" },
                         if p.iif.starts_with("br-") { "; a compose network's br-<id> name changes when the network is recreated: pin it with com.docker.network.bridge.name or allow its subnet" } else { "" }
                     ),
                     cmds,
@@ -317,7 +370,7 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
                 insert: None,
             });
         }
-        (_, PathKind::Forward) if d.backend.is_iptables() && d.table == "filter" && table.chain("DOCKER-USER").is_some() => {
+        (_, PathKind::Forward) if d.backend.is_iptables() && d.table == "filter" && table.chain("DOCKER-USER").is_some() && !hints.docker_nftables => {
             let out_if = p.oif.as_ref().map(|o| format!(" -o {o}")).unwrap_or_default();
             let text = format!("-I DOCKER-USER -i {}{out_if} -p {proto}{} -j ACCEPT", p.iif, p.dport.map(|x| format!(" --dport {x}")).unwrap_or_default());
             out.push(Change {
@@ -335,13 +388,18 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
                 (true, Some(h)) => (format!("sudo nft insert rule {fam} {} {} position {h} {} accept", table.name, d.base_chain, nft_match(p)), d.rule_idx.unwrap_or(0)),
                 _ => (format!("sudo nft insert rule {fam} {} {} {} accept", table.name, d.base_chain, nft_match(p)), 0),
             };
+            let mut cmds = vec![cmd.clone()];
+            if let Some(net) = &p.src_network {
+                let by_net = nft_match(p).replacen(&format!("iifname \"{}\"", p.iif), &format!("{} saddr {net}", if v6 { "ip6" } else { "ip" }), 1);
+                cmds.push(format!("# or, for the whole network: {}", cmd.replacen(&nft_match(p), &by_net, 1)));
+            }
             out.push(Change {
                 fix: Fix::new(
                     format!(
                         "Accept {proto} port {port} from {} in {fam} {} {} (nftables), before the rule that drops it; an accept ends only its own base chain, so a drop in another base chain on the same hook still wins",
                         p.iif, table.name, d.base_chain
                     ),
-                    vec![cmd.clone()],
+                    cmds,
                 ),
                 insert: Some((ti, d.base_chain.clone(), pos, accept_rule(p, cmd, true))),
             });
@@ -352,6 +410,11 @@ fn change_for(tables: &[Table], d: &Decider, owner: Manager, p: &Packet, walk: &
 
 /// Fixes for a dropped or rejected packet, each verified by walking the packet again with it applied.
 pub fn fixes(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: &[Detected]) -> (Vec<Fix>, Vec<String>) {
+    fixes_with(tables, pkt, outcome, detected, &Hints::default())
+}
+
+/// [`fixes`], knowing more about the host than its rules (Docker's backend, UFW's IPV6 setting).
+pub fn fixes_with(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: &[Detected], hints: &Hints) -> (Vec<Fix>, Vec<String>) {
     let mut fixes = Vec::new();
     let mut notes = Vec::new();
     if !matches!(outcome.decision, Decision::Drop | Decision::Reject) {
@@ -365,7 +428,7 @@ pub fn fixes(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: 
     for round in 0..4 {
         let cur: &[Table] = model.as_deref().unwrap_or(tables);
         let own = owner(&d, detected);
-        let changes = change_for(cur, &d, own, pkt, &walk, path);
+        let changes = change_for(cur, &d, own, pkt, &walk, path, hints);
         let mut applied = false;
         let mut m = model.take().unwrap_or_else(|| tables.to_vec());
         let mut round_fixes = Vec::new();
@@ -406,7 +469,21 @@ pub fn fixes(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: 
             }
         }
     }
-    if outcome.path == PathKind::Input && !fixes.is_empty() {
+    if hints.docker_nftables && !fixes.is_empty() {
+        for f in &mut fixes {
+            if !f.summary.contains("DOCKER-USER") {
+                f.summary.push_str("; Docker's firewall backend is nftables, which has no DOCKER-USER chain: this rule is the place");
+            }
+        }
+        notes.push(format!(
+            "Docker's firewall backend is nftables: there is no DOCKER-USER chain to put a rule in; {}",
+            if outcome.path == PathKind::Input {
+                "container-to-host packets are delivered locally (PREROUTING, INPUT): an accept in an input chain of your own nft table, or the host firewall's (UFW, firewalld), opens the port"
+            } else {
+                "Docker's own drops in table docker-bridges are not overridden by an accept elsewhere: mark the packet first and use --bridge-accept-fwmark"
+            }
+        ));
+    } else if outcome.path == PathKind::Input && !fixes.is_empty() {
         notes.push(
             "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, and container-to-host packets are delivered locally (PREROUTING, INPUT)".into(),
         );

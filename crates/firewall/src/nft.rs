@@ -828,13 +828,48 @@ fn tcp_flag(s: &str) -> Option<u64> {
 fn elem_for(key: &Key, v: &Value) -> Result<Vec<Val>, String> {
     let v = v.get("elem").and_then(|e| e.get("val")).unwrap_or(v);
     if key.fields.len() == 1 {
-        return Ok(vec![val_for(&key.fields[0], v, key.fib, key.mask)?]);
+        return Ok(vec![val_for_key(key, &key.fields[0], v)?]);
     }
     let parts = v.get("concat").and_then(Value::as_array).ok_or_else(|| format!("{} is not a concatenation", compact(v)))?;
     if parts.len() != key.fields.len() {
         return Err("a concatenation of the wrong length".into());
     }
-    key.fields.iter().zip(parts).map(|(f, p)| val_for(f, p, key.fib, key.mask)).collect()
+    key.fields.iter().zip(parts).map(|(f, p)| val_for_key(key, f, p)).collect()
+}
+
+/// [`val_for`], with `icmpv6 type` names read as ICMPv6's: `icmpv6 type echo-request` is 128, not ICMP's 8.
+fn val_for_key(key: &Key, f: &Field, v: &Value) -> Result<Val, String> {
+    if matches!(f, Field::IcmpType)
+        && key.nfproto == Some(10)
+        && let Some(n) = v.as_str().and_then(icmpv6_type_name)
+    {
+        return Ok(Val::num(n));
+    }
+    val_for(f, v, key.fib, key.mask)
+}
+
+fn icmpv6_type_name(s: &str) -> Option<u64> {
+    Some(match s {
+        "destination-unreachable" => 1,
+        "packet-too-big" => 2,
+        "time-exceeded" => 3,
+        "parameter-problem" => 4,
+        "echo-request" => 128,
+        "echo-reply" => 129,
+        "mld-listener-query" => 130,
+        "mld-listener-report" => 131,
+        "mld-listener-done" | "mld-listener-reduction" => 132,
+        "nd-router-solicit" => 133,
+        "nd-router-advert" => 134,
+        "nd-neighbor-solicit" => 135,
+        "nd-neighbor-advert" => 136,
+        "nd-redirect" => 137,
+        "router-renumbering" => 138,
+        "ind-neighbor-solicit" => 141,
+        "ind-neighbor-advert" => 142,
+        "mld2-listener-report" => 143,
+        _ => return None,
+    })
 }
 
 fn elems_of<'v>(right: &'v Value, ctx: &'v Ctx) -> Result<Vec<&'v Value>, String> {

@@ -36,6 +36,43 @@ pub fn render(e: &Explanation) -> String {
             .collect();
         let _ = writeln!(o, "found: {}", list.join("; "));
     }
+    if let Some(s) = &e.rule_source {
+        let _ = writeln!(o, "configured in: {}", s.summary);
+        if s.text != e.rule {
+            let _ = writeln!(o, "  {}", s.text);
+        }
+        if let Some(r) = &s.read_from {
+            let _ = writeln!(o, "  (read from {r})");
+        }
+    }
+    if let Some(u) = &e.ufw {
+        let mut parts = Vec::new();
+        for (k, v) in [
+            ("DEFAULT_INPUT_POLICY", &u.default_input_policy),
+            ("DEFAULT_FORWARD_POLICY", &u.default_forward_policy),
+            ("DEFAULT_OUTPUT_POLICY", &u.default_output_policy),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}=\"{v}\""));
+            }
+        }
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        if let Some(v) = u.ipv6 {
+            parts.push(format!("IPV6={}", yn(v)));
+        }
+        if let Some(v) = u.enabled {
+            parts.push(format!("ENABLED={}", yn(v)));
+        }
+        let sync = match u.in_sync {
+            Some(true) => "; the live rules match the files",
+            Some(false) => "; the live rules differ from the files (see notes)",
+            None => "",
+        };
+        let _ = writeln!(o, "ufw: {} (from {}){sync}", if parts.is_empty() { "no settings read".to_string() } else { parts.join(", ") }, u.read_from);
+    }
+    if let Some(b) = &e.docker_firewall_backend {
+        let _ = writeln!(o, "docker firewall backend: {}", b.summary);
+    }
     if let Some(d) = &e.dnat {
         let _ = writeln!(o, "DNAT: destination rewritten to {d}");
     }

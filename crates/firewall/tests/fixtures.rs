@@ -176,7 +176,7 @@ fn legacy_and_nft_on_one_hook() {
 
 #[test]
 fn every_fixture_parses_and_renders() {
-    for name in ["docker-20.10", "ufw", "ufw-allow", "firewalld", "docker-28", "docker-29-nft", "legacy"] {
+    for name in ["docker-20.10", "ufw", "ufw-allow", "ufw-rules", "ufw-noipv6", "firewalld", "docker-28", "docker-29-nft", "legacy"] {
         let r = load(name);
         let e = explain(&r, &to_host("docker0", "172.17.0.2", 5432));
         let t = text::render(&e);

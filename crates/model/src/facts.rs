@@ -66,6 +66,28 @@ pub struct FirewallFacts {
     /// The fixes in the manager's language, each verified by walking the packet again with it.
     pub fixes: Vec<crate::report::Fix>,
     pub notes: Vec<String>,
+    /// Docker's firewall backend: as the daemon reports it (GET /info, Docker 28.1+), else inferred
+    /// from the rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_firewall_backend: Option<DockerFirewallBackend>,
+}
+
+/// Docker's firewall backend, and how it is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerFirewallBackend {
+    /// `iptables`, `iptables+firewalld`, `nftables`; None when neither the daemon nor the rules say.
+    pub driver: Option<String>,
+    /// `daemon` (reported) or `inferred` (from the rules).
+    pub source: String,
+    /// One sentence for people.
+    pub summary: String,
+}
+
+impl DockerFirewallBackend {
+    /// Docker's nftables backend: no DOCKER-USER chain.
+    pub fn is_nftables(&self) -> bool {
+        self.driver.as_deref().is_some_and(|d| d.starts_with("nftables"))
+    }
 }
 
 /// Another running container: its name and the Docker networks it is on.

@@ -180,6 +180,17 @@ pub fn firewall(place: &Place, port: u16, proto: Proto) -> Vec<Fix> {
     ]
 }
 
+/// In place of the DOCKER-USER note, with Docker's nftables backend: there is no such chain.
+pub fn docker_nftables_note(reported: bool) -> Fix {
+    Fix::new(
+        format!(
+            "Docker's firewall backend is nftables ({}): it has no DOCKER-USER chain at all. Container-to-host packets are delivered locally and decided in INPUT: accept the port in an input chain of your own nft table, or in the host firewall (UFW, firewalld)",
+            if reported { "reported by the daemon" } else { "its docker-bridges tables are in the rules" }
+        ),
+        Vec::<String>::new(),
+    )
+}
+
 /// The target is the container's own loopback.
 pub fn container_loopback(place: &Place, port: u16, alias_mapped: bool) -> Vec<Fix> {
     let gw = place.gw();

@@ -600,6 +600,9 @@ fn push_deciding_rule(cx: &Ctx, f: &mut Finding) {
                 counter_delta: fw.counter_delta,
                 certain: Some(fw.certain),
             });
+            if let Some(b) = &fw.docker_firewall_backend {
+                f.evidence.push(Evidence::Docker { field: "firewall_backend".into(), value: b.summary.clone() });
+            }
             if fw.counter_delta == Some(0) {
                 f.evidence.push(Evidence::Missing {
                     what: "counter".into(),
@@ -630,7 +633,15 @@ fn push_deciding_rule(cx: &Ctx, f: &mut Finding) {
 /// Fixes for a firewall verdict: the manager's own, verified by walking the packet again with them
 /// applied, then the generic INPUT-rule advice.
 fn firewall_fixes(cx: &Ctx) -> Vec<hostreach_model::Fix> {
-    let generic = fixes::firewall(&cx.place, cx.port, cx.proto);
+    let mut generic = fixes::firewall(&cx.place, cx.port, cx.proto);
+    // Docker's nftables backend has no DOCKER-USER chain: advise nothing about it, say where the rule goes.
+    let reported = cx.facts.daemon.as_ref().and_then(|d| d.firewall_backend.as_deref()).is_some_and(|b| b.starts_with("nftables"));
+    let inferred = cx.facts.firewall.as_ref().and_then(|fw| fw.docker_firewall_backend.as_ref()).is_some_and(|b| b.is_nftables());
+    if reported || inferred {
+        for g in generic.iter_mut().filter(|g| g.commands.is_empty() && g.summary.contains("DOCKER-USER")) {
+            *g = fixes::docker_nftables_note(reported);
+        }
+    }
     match cx.facts.firewall.as_ref().map(|fw| fw.fixes.clone()).filter(|f| !f.is_empty()) {
         // The manager's own fixes, proven on a copy of the rules; plus why DOCKER-USER is not the place.
         Some(mut own) => {

@@ -429,6 +429,7 @@ fn firewall_drop_names_the_deciding_rule_and_its_counter() {
         counter_delta: Some(1),
         fixes: vec![Fix::new("Accept it first", ["sudo iptables -I INPUT 1 -i docker0 -p tcp --dport 8080 -j ACCEPT".to_string()])],
         notes: vec![],
+        docker_firewall_backend: None,
     });
     let r = diagnose(&f);
     assert_eq!(r.verdict.code, Code::FirewallDrop);
@@ -443,4 +444,75 @@ fn firewall_drop_names_the_deciding_rule_and_its_counter() {
     f.firewall.as_mut().unwrap().decision = "accept".into();
     let r = diagnose(&f);
     assert!(r.findings[0].evidence.iter().any(|e| matches!(e, Evidence::Missing { what, why } if what == "deciding-rule" && why.contains("accept"))));
+}
+
+/// doctor's firewall step with each answer the daemon can give about its firewall backend.
+#[test]
+fn docker_firewall_backend_in_the_firewall_verdict() {
+    let base = || {
+        let mut f = bridge_facts("host:8080");
+        literal(&mut f, "172.17.0.1");
+        f.host_sockets = vec![listener("0.0.0.0", 8080, "socat")];
+        f.probe = Some(probe(ProbeOutcome::NoAnswer, "172.17.0.1:8080", true));
+        f.drops.events = vec![drop_ev("NETFILTER_DROP", "nft_do_chain+0x3c2/0x6a0", true)];
+        f.firewall = Some(FirewallFacts {
+            decision: "drop".into(),
+            backend: Some("nftables".into()),
+            table: Some("filter".into()),
+            chain: Some("input".into()),
+            rule: "iifname \"docker0\" tcp dport 8080 drop".into(),
+            manager: "plain".into(),
+            certain: true,
+            counter_delta: Some(1),
+            fixes: vec![Fix::new("Accept it first", ["sudo nft insert rule inet filter input position 4 iifname \"docker0\" tcp dport 8080 accept".to_string()])],
+            notes: vec![],
+            docker_firewall_backend: None,
+        });
+        f
+    };
+    let backend = |driver: Option<&str>, source: &str, summary: &str| DockerFirewallBackend { driver: driver.map(str::to_string), source: source.into(), summary: summary.into() };
+    let daemon = |v: &str, b: Option<&str>| DaemonFacts { version: Some(v.into()), firewall_backend: b.map(str::to_string), ..Default::default() };
+    let docker_ev = |r: &Report| {
+        r.findings[0].evidence.iter().find_map(|e| match e {
+            Evidence::Docker { field, value } if field == "firewall_backend" => Some(value.clone()),
+            _ => None,
+        })
+    };
+    let docker_user = |r: &Report| r.findings[0].fix.iter().any(|x| x.summary.starts_with("Not a DOCKER-USER rule"));
+
+    // Docker 29 reports nftables: no DOCKER-USER advice, the nftables note instead
+    let mut f = base();
+    f.daemon = Some(daemon("29.0.1", Some("nftables")));
+    f.firewall.as_mut().unwrap().docker_firewall_backend = Some(backend(Some("nftables"), "daemon", "nftables, reported by the Docker daemon 29.0.1 (GET /info FirewallBackend.Driver): ... no DOCKER-USER chain"));
+    let r = diagnose(&f);
+    assert_eq!(r.verdict.code, Code::FirewallDrop);
+    assert!(!docker_user(&r), "{:#?}", r.findings[0].fix);
+    assert!(r.findings[0].fix.iter().any(|x| x.summary.starts_with("Docker's firewall backend is nftables (reported by the daemon): it has no DOCKER-USER chain")), "{:#?}", r.findings[0].fix);
+    assert!(r.findings[0].fix.iter().all(|x| x.commands.iter().all(|c| !c.contains("DOCKER-USER"))));
+    assert!(docker_ev(&r).unwrap().starts_with("nftables, reported by the Docker daemon"));
+    // inferred from the rules (docker-bridges tables), the daemon silent
+    f.daemon = Some(daemon("29.0.1", None));
+    f.firewall.as_mut().unwrap().docker_firewall_backend = Some(backend(Some("nftables"), "inferred", "nftables, inferred from the rules"));
+    let r = diagnose(&f);
+    assert!(!docker_user(&r));
+    assert!(r.findings[0].fix.iter().any(|x| x.summary.contains("its docker-bridges tables are in the rules")));
+
+    // iptables and iptables+firewalld, reported: the DOCKER-USER note stays, the evidence says which
+    for driver in ["iptables", "iptables+firewalld"] {
+        let mut f = base();
+        f.daemon = Some(daemon("28.3.0", Some(driver)));
+        f.firewall.as_mut().unwrap().docker_firewall_backend = Some(backend(Some(driver), "daemon", &format!("{driver}, reported by the Docker daemon 28.3.0")));
+        let r = diagnose(&f);
+        assert!(docker_user(&r), "{driver}");
+        assert_eq!(docker_ev(&r).unwrap(), format!("{driver}, reported by the Docker daemon 28.3.0"));
+    }
+
+    // Docker 20.10 reports nothing: the evidence says the backend was inferred
+    let mut f = base();
+    f.daemon = Some(daemon("20.10.24", None));
+    f.firewall.as_mut().unwrap().docker_firewall_backend =
+        Some(backend(Some("iptables"), "inferred", "iptables, inferred from the rules (...); not reported by the Docker daemon (Docker 20.10.24; ...)"));
+    let r = diagnose(&f);
+    assert!(docker_user(&r));
+    assert!(docker_ev(&r).unwrap().contains("inferred from the rules"));
 }
