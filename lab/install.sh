@@ -9,6 +9,7 @@ PKGS=(
   busybox-static     # the FROM-scratch lab image (sh, nc, wget, ping, ip)
   socat              # host-side listeners in the lab, and the relay benchmark peer
   iproute2 util-linux
+  gcc                # the C build of mimalloc, the binary's allocator (and the linker Rust needs)
   psmisc procps
   tshark tcpdump     # reading pcapng written by `hostreach trace`
   hyperfine          # benchmarks (BENCHMARKS.md)
