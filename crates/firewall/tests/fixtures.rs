@@ -1,24 +1,9 @@
 //! Rulesets captured for real (lab/capture-fixtures): each backend, the decision, the rule, the fix.
 
 use hostreach_firewall::*;
-use std::path::PathBuf;
 
-fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/firewall").join(name)
-}
-
-fn load(name: &str) -> Rulesets {
-    let d = dir(name);
-    let mut ipt = Vec::new();
-    for f in ["iptables-save.txt", "ip6tables-save.txt", "iptables-legacy-save.txt"] {
-        if let Ok(t) = std::fs::read_to_string(d.join(f)) {
-            ipt.push((f.to_string(), t));
-        }
-    }
-    let nft = std::fs::read_to_string(d.join("nft.json")).ok();
-    assert!(!ipt.is_empty() || nft.is_some(), "fixture {name} is missing: run lab/capture-fixtures");
-    Rulesets::from_texts(ipt.iter().map(|(a, b)| (a.as_str(), b.as_str())), nft.as_deref().map(|j| ("nft.json", j))).unwrap()
-}
+mod common;
+use common::load;
 
 fn to_host(iif: &str, src: &str, port: u16) -> Packet {
     Packet::new(iif, src.parse().unwrap(), "172.17.0.1".parse().unwrap(), Proto::Tcp, Some(port), PathKind::Input)
