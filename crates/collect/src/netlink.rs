@@ -368,11 +368,11 @@ fn dump_once(
         if n == 0 {
             return Err(netlink_err("the socket was closed".into()));
         }
-        if n > buf.len() {
-            return Err(netlink_err(format!("a {n}-byte datagram did not fit the {}-byte buffer", buf.len())));
-        }
         if from.port_number() != 0 {
             continue; // not from the kernel
+        }
+        if n > buf.len() {
+            return Err(netlink_err(format!("a {n}-byte datagram did not fit the {}-byte buffer", buf.len())));
         }
         let mut off = 0;
         while off < buf.len() {

@@ -385,25 +385,32 @@ fn socket_owners_in(
 struct FirstPass {
     found: Vec<(u64, u32)>,
     rest: Vec<u32>,
+    netns: Option<u64>,
 }
 
 fn first_pass(proc_root: &std::path::Path, netns: Option<u64>) -> FirstPass {
+    let (first, rest) = processes(proc_root, netns);
+    FirstPass { found: scan_parallel(proc_root, &first, None), rest, netns }
+}
+
+/// The PIDs in `/proc`, split into those in network namespace `netns` (all of them when None) and
+/// the others.
+fn processes(proc_root: &std::path::Path, netns: Option<u64>) -> (Vec<u32>, Vec<u32>) {
     let Ok(dir) = std::fs::read_dir(proc_root) else {
-        return FirstPass::default();
+        return (Vec::new(), Vec::new());
     };
     let mut pids: Vec<u32> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .collect();
     pids.sort_unstable();
-    let (first, rest): (Vec<u32>, Vec<u32>) = match netns {
+    match netns {
         Some(ino) => pids.iter().partition(|pid| {
             std::fs::metadata(proc_root.join(pid.to_string()).join("ns/net"))
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m) == ino)
                 .unwrap_or(false)
         }),
         None => (pids, Vec::new()),
-    };
-    FirstPass { found: scan_parallel(proc_root, &first, None), rest }
+    }
 }
 
 /// The owners of `inodes`: from the first pass, then from the other processes if some socket is
@@ -419,8 +426,18 @@ fn owners_from(proc_root: &std::path::Path, first: FirstPass, inodes: &HashSet<u
         }
     };
     add(&mut found, first.found);
-    if found.len() < inodes.len() && !first.rest.is_empty() {
-        add(&mut found, scan_parallel(proc_root, &first.rest, Some(inodes)));
+    if found.len() < inodes.len() {
+        // The first pass ran while the kernel listed the sockets: a socket opened, or a process
+        // started, in the meantime was not seen. Scan the namespace's processes again (as they are
+        // now) for just the sockets still without an owner, then the other namespaces' processes.
+        let missing: HashSet<u64> = inodes.iter().filter(|i| !found.contains_key(i)).copied().collect();
+        let (now, rest) = processes(proc_root, first.netns);
+        add(&mut found, scan_parallel(proc_root, &now, Some(&missing)));
+        if found.len() < inodes.len() {
+            let missing: HashSet<u64> = inodes.iter().filter(|i| !found.contains_key(i)).copied().collect();
+            let others: Vec<u32> = if first.netns.is_some() { rest } else { first.rest };
+            add(&mut found, scan_parallel(proc_root, &others, Some(&missing)));
+        }
     }
     let mut refs: HashMap<u32, Arc<ProcessRef>> = HashMap::new();
     found
@@ -798,6 +815,32 @@ mod tests {
         let found = socket_owners(&[inode].into_iter().collect());
         unsafe { libc::close(900) };
         assert_eq!(found.get(&inode).map(|p| p.pid), Some(std::process::id()), "{found:?}");
+    }
+
+    #[test]
+    fn sockets_opened_during_the_overlapped_scan_still_get_their_owner() {
+        // The first pass runs while the kernel lists the sockets; a process that starts (or a
+        // socket opened) in between is found by the rescan for the inodes left without an owner.
+        let root = std::env::temp_dir().join(format!("hr-fakeproc-late-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let proc_with = |pid: &str, links: &[(&str, &str)]| {
+            let d = root.join(pid);
+            std::fs::create_dir_all(d.join("fd")).unwrap();
+            std::fs::write(d.join("comm"), "srv\n").unwrap();
+            std::fs::write(d.join("cmdline"), b"srv\0").unwrap();
+            for (fd, target) in links {
+                std::os::unix::fs::symlink(target, d.join("fd").join(fd)).unwrap();
+            }
+        };
+        proc_with("5", &[("3", "socket:[500]")]);
+        let first = first_pass(&root, None);
+        proc_with("9", &[("4", "socket:[900]")]); // started after the first pass
+        std::os::unix::fs::symlink("socket:[501]", root.join("5/fd/7")).unwrap(); // opened after it
+        let found = owners_from(&root, first, &[500, 501, 900].into_iter().collect());
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(found.get(&500).map(|p| p.pid), Some(5));
+        assert_eq!(found.get(&501).map(|p| p.pid), Some(5));
+        assert_eq!(found.get(&900).map(|p| p.pid), Some(9));
     }
 
     #[test]

@@ -151,14 +151,16 @@ pub fn from_owned(root: Value) -> Result<NftRuleset, ParseError> {
 
 /// One element of the top-level array: already a tree, or still raw text.
 trait Item: Sync {
-    /// Whether this is a `{"rule": ...}` object (for raw text, from its first key).
+    /// Whether this is surely a `{"rule": ...}` object (for raw text, from its first key; the
+    /// rest are read in pass 1, which passes on a rule it finds, and both passes refuse an
+    /// object with several keys: nft writes one per element).
     fn is_rule(&self) -> bool;
     fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String>;
 }
 
 impl Item for Value {
     fn is_rule(&self) -> bool {
-        self.get("rule").is_some()
+        self.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("rule"))
     }
     fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
         Ok(std::borrow::Cow::Borrowed(self))
@@ -178,12 +180,17 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
     let mut rs = NftRuleset { version: None, json_schema_version: None, tables: Vec::new() };
     let mut tidx: HashMap<(Family, String), usize> = HashMap::new();
     let mut unknown_family = 0usize;
-    // Pass 1: metainfo, tables, chains, sets and maps.
+    // Pass 1: metainfo, tables, chains, sets and maps; the rules are only listed.
+    let mut rule_at: Vec<usize> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         if item.is_rule() {
+            rule_at.push(i);
             continue;
         }
         let item = item.value().map_err(|e| jerr(i, e))?;
+        if item.as_object().is_some_and(|o| o.len() > 1) {
+            return Err(jerr(i, "an object with several keys (nft writes one: {\"table\": ...}, {\"rule\": ...})"));
+        }
         let taken_elem = match item.as_object().and_then(|o| o.iter().next()) {
             Some((k, b)) if k == "set" || k == "map" => b.get("elem").cloned(),
             _ => None,
@@ -196,6 +203,7 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
         };
 
         match kind.as_str() {
+            "rule" => rule_at.push(i),
             "metainfo" => {
                 if let Ok(m) = nftables::schema::MetainfoObject::deserialize(body) {
                     rs.version = m.version.map(|v| v.to_string());
@@ -289,7 +297,6 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
                 let map_type = body.get("map").map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
                 rs.tables[ti].sets.insert(name.clone(), NftSet { name, is_map: kind == "map", map_type, elem });
             }
-            "rule" => {}
             "element" | "counter" | "quota" | "ct helper" | "limit" | "ct timeout" | "ct expectation" | "flowtable" | "secmark" | "synproxy" => {}
             other => {
                 let _ = other;
@@ -299,16 +306,20 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
     }
     // Pass 2: rules, each read, printed and lowered on its own (on all cores for big rulesets),
     // then placed in order; the first error by position is the one reported.
-    let chain_idx: HashMap<(usize, &str), usize> = rs
-        .tables
-        .iter()
-        .enumerate()
-        .flat_map(|(ti, t)| t.chains.iter().enumerate().map(move |(ci, c)| ((ti, c.name.as_str()), ci)))
-        .collect();
-    let rule_items: Vec<(usize, &I)> = items.iter().enumerate().filter(|(_, it)| it.is_rule()).collect();
+    let mut chain_idx: HashMap<(usize, &str), usize> = HashMap::new();
+    for (ti, t) in rs.tables.iter().enumerate() {
+        for (ci, c) in t.chains.iter().enumerate() {
+            // a chain listed twice: its rules go to the first, as nft would refuse the second
+            chain_idx.entry((ti, c.name.as_str())).or_insert(ci);
+        }
+    }
+    let rule_items: Vec<(usize, &I)> = rule_at.iter().map(|&i| (i, &items[i])).collect();
     let tables = &rs.tables;
     let read = |&(i, item): &(usize, &I)| -> Result<(usize, usize, NftRule, bool), ParseError> {
         let v = item.value().map_err(|e| jerr(i, e))?;
+        if v.as_object().is_some_and(|o| o.len() > 1) {
+            return Err(jerr(i, "an object with several keys (nft writes one: {\"table\": ...}, {\"rule\": ...})"));
+        }
         let body = v.get("rule").ok_or_else(|| jerr(i, "not a rule"))?;
         let s = |k: &str| body.get(k).and_then(Value::as_str);
         let (Some(f), Some(table), Some(chain)) = (s("family"), s("table"), s("chain")) else {

@@ -133,3 +133,31 @@ fn escaped_names_print_back_the_same() {
     let printed = s.to_string();
     assert_eq!(iptables::parse(&printed).unwrap().to_string(), printed);
 }
+
+/// The fast text path and the tree path read odd documents the same way: an element with several
+/// keys is refused by both (nft writes one key per element), a rule whose key is written with an
+/// escape is still a rule, and a chain listed twice keeps its rules on the first.
+#[test]
+fn nft_text_and_tree_paths_agree_on_odd_elements() {
+    let both = |doc: &str| {
+        let text = nft::parse(doc);
+        let tree = nft::from_value(&serde_json::from_str(doc).unwrap());
+        assert_eq!(text.as_ref().map_err(|e| e.to_string()), tree.as_ref().map_err(|e| e.to_string()), "{doc}");
+        text
+    };
+    let head = r#"{"table":{"family":"inet","name":"t"}},{"chain":{"family":"inet","table":"t","name":"c"}}"#;
+    for odd in [
+        r#"{"chain":{"family":"inet","table":"t","name":"d"},"rule":{"family":"inet","table":"t","chain":"c","expr":[{"accept":null}]}}"#,
+        r#"{"rule":{"family":"inet","table":"t","chain":"c","expr":[{"accept":null}]},"chain":{"family":"inet","table":"t","name":"d"}}"#,
+    ] {
+        let e = both(&format!(r#"{{"nftables":[{head},{odd}]}}"#)).unwrap_err();
+        assert!(e.to_string().contains("nftables[2]") && e.to_string().contains("several keys"), "{e}");
+    }
+    let rs = both(&format!(r#"{{"nftables":[{head},{{"\u0072ule":{{"family":"inet","table":"t","chain":"c","expr":[{{"drop":null}}]}}}}]}}"#)).unwrap();
+    assert_eq!(rs.tables[0].chains[0].rules.len(), 1);
+    let rs = both(&format!(
+        r#"{{"nftables":[{head},{{"chain":{{"family":"inet","table":"t","name":"c"}}}},{{"rule":{{"family":"inet","table":"t","chain":"c","expr":[{{"drop":null}}]}}}}]}}"#
+    ))
+    .unwrap();
+    assert_eq!((rs.tables[0].chains[0].rules.len(), rs.tables[0].chains[1].rules.len()), (1, 0));
+}

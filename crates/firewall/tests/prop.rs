@@ -151,6 +151,9 @@ proptest! {
             {"rule": {"family": "inet", "table": "t", "chain": "in", "expr": exprs}},
         ]});
         let r = nft::from_value(&doc).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // The text path (top-level array split raw, rules read on their own) reads the same.
+        let from_text = nft::parse(&doc.to_string()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&from_text, &r);
         let _ = explain(&Rulesets { iptables: vec![], nft: Some(r) }, &pkt());
     }
 }

@@ -191,8 +191,8 @@ pub fn ephemeral_verdict(i: &Input) -> Option<Finding> {
         ),
         // Linux's connect() scans (range size & ~1) ports per attempt, from a perturbed offset, so
         // with an odd-sized ip_local_port_range one port is skipped on each attempt: the last free
-        // one may be missed (seen on 6.18 in the lab).
-        Some(u) if u.in_use + 1 == u.usable && (u32::from(u.range[1]) + 1).saturating_sub(u32::from(u.range[0])) % 2 == 1 => format!(
+        // one may be missed (seen on 6.18 in the lab). A one-port range is tried as it is.
+        Some(u) if u.in_use + 1 == u.usable && { let n = (u32::from(u.range[1]) + 1).saturating_sub(u32::from(u.range[0])); n >= 3 && n % 2 == 1 } => format!(
             "connect() to {dest} failed with EADDRNOTAVAIL: {} of {} usable ephemeral ports are in use towards it, and the range {}-{} has an odd number of ports; Linux tries only an even number of them per connect() (one port is skipped on each attempt), so the last free port is not always found",
             u.in_use, u.usable, u.range[0], u.range[1]
         ),
@@ -722,6 +722,13 @@ mod tests {
         f.pressure = vec![ns("host"), sub];
         let r = diagnose(&f);
         assert!(r.verdict.summary.contains("held by other sockets") && !r.verdict.summary.contains("odd"), "{}", r.verdict.summary);
+        // A one-port range is always tried: no skipped port to blame.
+        let mut sub = ns("subject");
+        sub.port_range = Some([40000, 40000]);
+        sub.to_target = Some(vec![]);
+        f.pressure = vec![ns("host"), sub];
+        let r = diagnose(&f);
+        assert!(!r.verdict.summary.contains("odd"), "{}", r.verdict.summary);
     }
 
     #[test]
