@@ -20,9 +20,7 @@ fn snapshot(lab: &Lab) -> Vec<(String, String)> {
         ("lab ip6tables-save".to_string(), normalize_iptables_save(&lab.sh_ok("ip6tables-save"))),
         ("lab nft list ruleset".to_string(), lab.sh_ok("nft list ruleset | grep -v 'counter packets'")),
         ("lab links".to_string(), lab.sh_ok("ip -o link show | sed 's/ state [A-Z]*//'")),
-        // Without `tentative`: an IPv6 address of a veth created just before (this test's own
-        // containers) finishes duplicate address detection on the kernel's schedule, not ours.
-        ("lab addresses".to_string(), lab.sh_ok("ip -o addr show | sed 's/ tentative//'")),
+        ("lab addresses".to_string(), lab.sh_ok("ip -o addr show")),
         ("lab routes".to_string(), lab.sh_ok("ip route show table all")),
         ("tracefs instances".to_string(), tracefs_instances().join("\n")),
         ("tracefs global kfree_skb enable".to_string(), std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/enable").unwrap_or_default()),
@@ -47,6 +45,13 @@ fn doctor_changes_nothing_even_when_interrupted() {
     let web = lab.container("readonly", &[]);
     let plain = lab.container("readonly-noalias", &[]);
 
+    // The containers' veths were just created: their IPv6 link-local addresses finish duplicate
+    // address detection (and get their local route) about a second later, on the kernel's own
+    // schedule. Wait for that before the first snapshot, so it is not taken for a change.
+    let settle = Instant::now();
+    while !lab.sh_ok("ip -o addr show tentative").trim().is_empty() && settle.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let before = snapshot(lab);
     assert!(!tracefs_instances().iter().any(|i| i.starts_with("hostreach-")), "a stale instance before the test: {:?}", tracefs_instances());
 
@@ -62,7 +67,10 @@ fn doctor_changes_nothing_even_when_interrupted() {
     }
 
     // Interrupted: a target no one answers for (an unowned address on the lab LAN: ARP never
-    // resolves), so the probe waits with its tracefs instance in place until SIGINT comes.
+    // resolves), so the probe waits with its tracefs instance in place until SIGINT comes. A
+    // FAILED neighbour entry left by an earlier run would make connect() fail at once
+    // (EHOSTUNREACH) and doctor finish before the signal: forget it first.
+    lab.sh_ok("ip neigh flush to 198.18.0.99 2>/dev/null; true");
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net={NETNS_PATH}"))
         .arg(hostreach_bin())
