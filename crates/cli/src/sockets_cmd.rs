@@ -163,12 +163,10 @@ fn print(format: Format, label: &str, ns: &NetnsFacts, socks: &[SocketFact], pre
     let _ = out.flush();
 }
 
+/// `127.0.0.1:5432`, `[::1]:5432` (SocketAddr's own form), into a reused buffer.
 fn write_endpoint(out: &mut String, a: std::net::IpAddr, p: u16) {
     use std::fmt::Write as _;
-    let _ = match a {
-        std::net::IpAddr::V6(v6) => write!(out, "[{v6}]:{p}"),
-        _ => write!(out, "{a}:{p}"),
-    };
+    let _ = write!(out, "{}", std::net::SocketAddr::new(a, p));
 }
 
 /// The pressure summary under the table: a few lines, the numbers against their limits.

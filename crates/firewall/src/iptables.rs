@@ -215,9 +215,7 @@ pub fn parse(text: &str) -> Result<IptablesSave, ParseError> {
     let mut n_lines = 0;
     let parsed_rules = parse_rule_lines(text);
     let mut rules_iter = parsed_rules.into_iter();
-    for (i, raw) in text.split('\n').enumerate() {
-        let n = i + 1;
-        let line = raw.strip_suffix('\r').unwrap_or(raw).trim();
+    for (n, line) in numbered_lines(text) {
         if line.is_empty() {
             continue;
         }
@@ -370,6 +368,12 @@ struct LineRule {
     rule: IptRule,
 }
 
+/// The lines of the input, numbered from 1 and trimmed (CRLF too), as both of `parse`'s passes
+/// see them: the rule lines parsed up front must be exactly the ones the ordered pass meets.
+fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n').enumerate().map(|(i, raw)| (i + 1, raw.strip_suffix('\r').unwrap_or(raw).trim()))
+}
+
 /// What kind of line `parse` sees: rule lines are the ones not starting a comment, a table, a
 /// chain declaration or a COMMIT.
 fn is_rule_line(line: &str) -> bool {
@@ -383,12 +387,11 @@ fn is_rule_line(line: &str) -> bool {
 fn parse_rule_lines(text: &str) -> Vec<(usize, Result<LineRule, ParseError>)> {
     let mut lines: Vec<(usize, &str, &str)> = Vec::new();
     let mut table = "filter";
-    for (i, raw) in text.split('\n').enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw).trim();
+    for (n, line) in numbered_lines(text) {
         if let Some(name) = line.strip_prefix('*') {
             table = name.trim();
         } else if is_rule_line(line) {
-            lines.push((i + 1, line, table));
+            lines.push((n, line, table));
         }
     }
     crate::par::map(&lines, 4096, |&(n, line, table)| (n, parse_rule_line(n, line, table)))

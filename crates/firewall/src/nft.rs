@@ -137,16 +137,16 @@ pub fn parse(json: &str) -> Result<NftRuleset, ParseError> {
 }
 
 pub fn from_value(root: &Value) -> Result<NftRuleset, ParseError> {
-    from_owned(root.clone())
-}
-
-/// Like [`from_value`], without copying the document.
-pub fn from_owned(root: Value) -> Result<NftRuleset, ParseError> {
     let items = root
         .get("nftables")
         .and_then(Value::as_array)
         .ok_or_else(|| ParseError::json("not `nft -j list ruleset` output: no top-level \"nftables\" array"))?;
     build_from(items)
+}
+
+/// [`from_value`] for a document the caller no longer needs.
+pub fn from_owned(root: Value) -> Result<NftRuleset, ParseError> {
+    from_value(&root)
 }
 
 /// One element of the top-level array: already a tree, or still raw text.

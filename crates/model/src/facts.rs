@@ -340,10 +340,7 @@ impl SocketFact {
     }
     /// `ss`-style local endpoint: `127.0.0.1:5432`, `[::1]:5432`, `*:80`.
     pub fn local_endpoint(&self) -> String {
-        match self.local_address {
-            IpAddr::V4(a) => format!("{a}:{}", self.local_port),
-            IpAddr::V6(a) => format!("[{a}]:{}", self.local_port),
-        }
+        std::net::SocketAddr::new(self.local_address, self.local_port).to_string()
     }
 }
 

@@ -701,11 +701,9 @@ fn who(ls: &[&hostreach_model::SocketFact]) -> String {
         .unwrap_or_else(|| "the service".into())
 }
 
-fn fmt_ep(a: &IpAddr, port: u16) -> String {
-    match a {
-        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-        _ => format!("{a}:{port}"),
-    }
+/// `172.17.0.1:5432`, `[fd00::1]:5432`.
+pub(crate) fn fmt_ep(a: &IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(*a, port).to_string()
 }
 
 fn container_hosts_path(facts: &Facts) -> String {

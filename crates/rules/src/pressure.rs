@@ -3,11 +3,12 @@
 //! and a warning when it is above 80% of its limit, even when the probe succeeded.
 
 use crate::fixes::Place;
+use crate::fmt_ep;
 use crate::socket;
 use hostreach_model::{
     Code, DropEvent, Evidence, Facts, Finding, Fix, Hop, PressureFacts, ProbeOutcome, Proto, Severity, SocketFact,
 };
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// What the pressure rules need to know besides the facts.
 pub struct Input<'a> {
@@ -60,10 +61,6 @@ fn sysctl(p: &PressureFacts, name: &str, value: String) -> Evidence {
 
 fn finding(code: Code, severity: Severity, hop: Option<Hop>, summary: String) -> Finding {
     Finding { code, severity, summary, hop, evidence: vec![], fix: vec![] }
-}
-
-fn fmt_ep(a: &IpAddr, port: u16) -> String {
-    SocketAddr::new(*a, port).to_string()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -678,17 +675,7 @@ mod tests {
     }
 
     fn drop_at(loc: &str) -> DropEvent {
-        DropEvent {
-            reason: "NETFILTER_DROP".into(),
-            location: loc.into(),
-            protocol: 2048,
-            pid: 99,
-            comm: "hostreach-probe".into(),
-            cpu: 0,
-            timestamp: 1.0,
-            attributed: true,
-            raw: String::new(),
-        }
+        crate::tests::drop_ev("NETFILTER_DROP", loc, true)
     }
 
     fn pressure_ev<'a>(f: &'a Finding, resource: &str) -> (u64, Option<u64>, &'a str) {

@@ -40,7 +40,7 @@ fn listener(a: &str, port: u16, name: &str) -> SocketFact {
     }
 }
 
-fn drop_ev(reason: &str, loc: &str, attributed: bool) -> DropEvent {
+pub(crate) fn drop_ev(reason: &str, loc: &str, attributed: bool) -> DropEvent {
     DropEvent {
         reason: reason.into(),
         location: loc.into(),
@@ -411,8 +411,9 @@ fn host_gateway_is_docker0_even_from_a_user_network() {
     assert!(diagnose(&f).findings[0].fix[0].summary.contains("host-gateway is 10.9.0.1"));
 }
 
-#[test]
-fn firewall_drop_names_the_deciding_rule_and_its_counter() {
+/// A probe to 172.17.0.1:8080 dropped by netfilter (the kernel's report attributed), and the
+/// firewall walk's answer: `rule` in `backend`'s `chain`, with `fix` as its first fix.
+fn firewall_drop_facts(backend: &str, chain: &str, rule: &str, fix: &str) -> Facts {
     let mut f = bridge_facts("host:8080");
     literal(&mut f, "172.17.0.1");
     f.host_sockets = vec![listener("0.0.0.0", 8080, "socat")];
@@ -420,17 +421,28 @@ fn firewall_drop_names_the_deciding_rule_and_its_counter() {
     f.drops.events = vec![drop_ev("NETFILTER_DROP", "nft_do_chain+0x3c2/0x6a0", true)];
     f.firewall = Some(FirewallFacts {
         decision: "drop".into(),
-        backend: Some("iptables-nft".into()),
+        backend: Some(backend.into()),
         table: Some("filter".into()),
-        chain: Some("INPUT".into()),
-        rule: "-A INPUT -i docker0 -p tcp -m tcp --dport 8080 -j DROP".into(),
+        chain: Some(chain.into()),
+        rule: rule.into(),
         manager: "plain".into(),
         certain: true,
         counter_delta: Some(1),
-        fixes: vec![Fix::new("Accept it first", ["sudo iptables -I INPUT 1 -i docker0 -p tcp --dport 8080 -j ACCEPT".to_string()])],
+        fixes: vec![Fix::new("Accept it first", [fix.to_string()])],
         notes: vec![],
         docker_firewall_backend: None,
     });
+    f
+}
+
+#[test]
+fn firewall_drop_names_the_deciding_rule_and_its_counter() {
+    let mut f = firewall_drop_facts(
+        "iptables-nft",
+        "INPUT",
+        "-A INPUT -i docker0 -p tcp -m tcp --dport 8080 -j DROP",
+        "sudo iptables -I INPUT 1 -i docker0 -p tcp --dport 8080 -j ACCEPT",
+    );
     let r = diagnose(&f);
     assert_eq!(r.verdict.code, Code::FirewallDrop);
     assert!(r.findings[0].evidence.iter().any(|e| matches!(e, Evidence::Rule { rule, counter_delta: Some(1), .. } if rule.ends_with("--dport 8080 -j DROP"))));
@@ -450,25 +462,12 @@ fn firewall_drop_names_the_deciding_rule_and_its_counter() {
 #[test]
 fn docker_firewall_backend_in_the_firewall_verdict() {
     let base = || {
-        let mut f = bridge_facts("host:8080");
-        literal(&mut f, "172.17.0.1");
-        f.host_sockets = vec![listener("0.0.0.0", 8080, "socat")];
-        f.probe = Some(probe(ProbeOutcome::NoAnswer, "172.17.0.1:8080", true));
-        f.drops.events = vec![drop_ev("NETFILTER_DROP", "nft_do_chain+0x3c2/0x6a0", true)];
-        f.firewall = Some(FirewallFacts {
-            decision: "drop".into(),
-            backend: Some("nftables".into()),
-            table: Some("filter".into()),
-            chain: Some("input".into()),
-            rule: "iifname \"docker0\" tcp dport 8080 drop".into(),
-            manager: "plain".into(),
-            certain: true,
-            counter_delta: Some(1),
-            fixes: vec![Fix::new("Accept it first", ["sudo nft insert rule inet filter input position 4 iifname \"docker0\" tcp dport 8080 accept".to_string()])],
-            notes: vec![],
-            docker_firewall_backend: None,
-        });
-        f
+        firewall_drop_facts(
+            "nftables",
+            "input",
+            "iifname \"docker0\" tcp dport 8080 drop",
+            "sudo nft insert rule inet filter input position 4 iifname \"docker0\" tcp dport 8080 accept",
+        )
     };
     let backend = |driver: Option<&str>, source: &str, summary: &str| DockerFirewallBackend { driver: driver.map(str::to_string), source: source.into(), summary: summary.into() };
     let daemon = |v: &str, b: Option<&str>| DaemonFacts { version: Some(v.into()), firewall_backend: b.map(str::to_string), ..Default::default() };
