@@ -25,6 +25,7 @@ pub mod docker;
 pub mod error;
 pub mod eval;
 pub mod ir;
+mod json;
 pub mod iptables;
 pub mod manager;
 pub mod nft;

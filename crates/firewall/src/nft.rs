@@ -7,6 +7,7 @@
 //! is printed from. Anything not understood becomes a not-evaluable test, never a guess.
 
 use crate::error::ParseError;
+use crate::json::{J, json_string, write_json};
 use crate::ir::{self, Backend, Base, ChainKind, Family, Field, Hook, Nat, NatKind, Policy, Stmt, Test, Val, Verdict, addrtype, ct};
 use serde::Deserialize;
 use smallvec::smallvec;
@@ -156,6 +157,8 @@ trait Item: Sync {
     /// object with several keys: nft writes one per element).
     fn is_rule(&self) -> bool;
     fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String>;
+    /// Reads element `i`, a rule.
+    fn read_rule(&self, i: usize, place: &Place<'_>) -> Result<ReadRule, ParseError>;
 }
 
 impl Item for Value {
@@ -165,6 +168,21 @@ impl Item for Value {
     fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
         Ok(std::borrow::Cow::Borrowed(self))
     }
+    fn read_rule(&self, i: usize, place: &Place<'_>) -> Result<ReadRule, ParseError> {
+        read_rule(i, self, place)
+    }
+}
+
+/// A thread's buffers for reading rules as simd-json tapes, reused from one rule to the next.
+struct Scratch {
+    text: Vec<u8>,
+    buffers: simd_json::Buffers,
+    tape: Option<simd_json::tape::Tape<'static>>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> =
+        std::cell::RefCell::new(Scratch { text: Vec::new(), buffers: simd_json::Buffers::default(), tape: None });
 }
 
 impl Item for &serde_json::value::RawValue {
@@ -174,6 +192,90 @@ impl Item for &serde_json::value::RawValue {
     fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
         serde_json::from_str(self.get()).map(std::borrow::Cow::Owned).map_err(|e| e.to_string())
     }
+    fn read_rule(&self, i: usize, place: &Place<'_>) -> Result<ReadRule, ParseError> {
+        let read = SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let sc: &mut Scratch = &mut guard;
+            sc.text.clear();
+            sc.text.extend_from_slice(self.get().as_bytes());
+            let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
+            let read = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
+                Ok(()) => Some(read_rule(i, tape.as_value(), place)),
+                Err(_) => None,
+            };
+            sc.tape = Some(tape.reset());
+            read
+        });
+        match read {
+            Some(r) => r,
+            // serde_json accepted the element and simd-json did not (a number beyond 64 bits):
+            // the tree reads it the same way
+            None => read_rule(i, &*self.value().map_err(|e| jerr(i, e))?, place),
+        }
+    }
+}
+
+/// Where rules go: tables and chains by name.
+struct Place<'r> {
+    tables: &'r [NftTable],
+    chain_idx: &'r HashMap<(usize, &'r str), usize>,
+}
+
+/// A rule read: its table and chain (indexes), the rule, and whether it holds `xt` statements.
+type ReadRule = (usize, usize, NftRule, bool);
+
+fn read_rule<'a, V: J<'a>>(i: usize, v: V, place: &Place<'_>) -> Result<ReadRule, ParseError> {
+    if v.obj_len().is_some_and(|n| n > 1) {
+        return Err(jerr(i, "an object with several keys (nft writes one: {\"table\": ...}, {\"rule\": ...})"));
+    }
+    let body = v.get("rule").ok_or_else(|| jerr(i, "not a rule"))?;
+    let s = |k: &str| body.get(k).and_then(J::as_str);
+    let (Some(f), Some(table), Some(chain)) = (s("family"), s("table"), s("chain")) else {
+        return Err(jerr(i, "rule without family, table or chain"));
+    };
+    let family = family_of(f).ok_or_else(|| jerr(i, format!("unknown family {f:?}")))?;
+    // the last table of that name, as pass 1 indexes them
+    let Some(ti) = place.tables.iter().rposition(|t| t.family == family && t.name == table) else {
+        return Err(jerr(i, format!("rule of table {f} {table}, which is not listed")));
+    };
+    let Some(&ci) = place.chain_idx.get(&(ti, chain)) else {
+        return Err(jerr(i, format!("rule of chain {chain}, which is not listed in table {f} {table}")));
+    };
+    let expr = match body.get("expr") {
+        Some(a) if a.is_array() => Some(a),
+        Some(_) => return Err(jerr(i, "rule \"expr\" is not an array")),
+        None => None,
+    };
+    let stmts = || expr.into_iter().flat_map(J::items);
+    let mut counters = None;
+    let mut has_xt = false;
+    let mut text = String::with_capacity(96);
+    for (n, e) in stmts().enumerate() {
+        let (xt, counter) = match e.entry() {
+            Some((k, b)) if e.obj_len() == Some(1) => (k == "xt", (k == "counter").then_some(b)),
+            _ => (e.get("xt").is_some(), e.get("counter")),
+        };
+        has_xt |= xt;
+        if let Some(c) = counter
+            && let (Some(p), Some(b)) = (c.get("packets").and_then(J::as_u64), c.get("bytes").and_then(J::as_u64))
+        {
+            counters = Some((p, b));
+        }
+        if n > 0 {
+            text.push(' ');
+        }
+        render_stmt_into(e, &mut text);
+    }
+    let handle = body.get("handle").and_then(J::as_u64);
+    let comment = s("comment").map(str::to_string);
+    if let Some(cm) = &comment {
+        text.push_str(" comment ");
+        quote_into(cm, &mut text);
+    }
+    let t = &place.tables[ti];
+    let mut lowered = Vec::with_capacity(8);
+    lower_rule(stmts(), &Ctx { family: t.family, sets: &t.sets }, &mut lowered);
+    Ok((ti, ci, NftRule { handle, stmts: lowered.into(), comment, counters, text }, has_xt))
 }
 
 fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
@@ -314,50 +416,8 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
         }
     }
     let rule_items: Vec<(usize, &I)> = rule_at.iter().map(|&i| (i, &items[i])).collect();
-    let tables = &rs.tables;
-    let read = |&(i, item): &(usize, &I)| -> Result<(usize, usize, NftRule, bool), ParseError> {
-        let v = item.value().map_err(|e| jerr(i, e))?;
-        if v.as_object().is_some_and(|o| o.len() > 1) {
-            return Err(jerr(i, "an object with several keys (nft writes one: {\"table\": ...}, {\"rule\": ...})"));
-        }
-        let body = v.get("rule").ok_or_else(|| jerr(i, "not a rule"))?;
-        let s = |k: &str| body.get(k).and_then(Value::as_str);
-        let (Some(f), Some(table), Some(chain)) = (s("family"), s("table"), s("chain")) else {
-            return Err(jerr(i, "rule without family, table or chain"));
-        };
-        let family = family_of(f).ok_or_else(|| jerr(i, format!("unknown family {f:?}")))?;
-        let Some(&ti) = tidx.get(&(family, table.to_string())) else {
-            return Err(jerr(i, format!("rule of table {f} {table}, which is not listed")));
-        };
-        let Some(&ci) = chain_idx.get(&(ti, chain)) else {
-            return Err(jerr(i, format!("rule of chain {chain}, which is not listed in table {f} {table}")));
-        };
-        let expr: &[Value] = match body.get("expr") {
-            Some(Value::Array(a)) => a,
-            Some(_) => return Err(jerr(i, "rule \"expr\" is not an array")),
-            None => &[],
-        };
-        let mut counters = None;
-        let mut has_xt = false;
-        for e in expr {
-            if e.get("xt").is_some() {
-                has_xt = true;
-            }
-            if let Some(c) = e.get("counter")
-                && let (Some(p), Some(b)) = (c.get("packets").and_then(Value::as_u64), c.get("bytes").and_then(Value::as_u64)) {
-                    counters = Some((p, b));
-                }
-        }
-        let handle = body.get("handle").and_then(Value::as_u64);
-        let comment = s("comment").map(str::to_string);
-        let mut text = expr.iter().map(render_stmt).collect::<Vec<_>>().join(" ");
-        if let Some(cm) = &comment {
-            text.push_str(&format!(" comment {}", quote(cm)));
-        }
-        let t = &tables[ti];
-        let stmts = lower_rule(expr, &Ctx { family: t.family, sets: &t.sets }).into();
-        Ok((ti, ci, NftRule { handle, stmts, comment, counters, text }, has_xt))
-    };
+    let place = Place { tables: &rs.tables, chain_idx: &chain_idx };
+    let read = |&(i, item): &(usize, &I)| item.read_rule(i, &place);
     let read_rules = crate::par::map(&rule_items, 2048, read);
     for r in read_rules {
         let (ti, ci, rule, has_xt) = r?;
@@ -382,157 +442,323 @@ fn fam_from_typed(f: nftables::types::NfFamily) -> Family {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Rendering as `nft list ruleset` prints
+// Rendering as `nft list ruleset` prints (into one buffer per rule: no string per expression)
 
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+fn quote_into(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        if c == '\\' || c == '"' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
 }
 
-fn render_expr(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(render_expr).collect::<Vec<_>>().join(","),
-        Value::Object(o) => {
-            let Some((k, b)) = o.iter().next() else { return "{}".into() };
-            match k.as_str() {
-                "meta" => {
-                    let key = b.get("key").and_then(Value::as_str).unwrap_or("?");
-                    match key {
-                        "iifname" | "oifname" | "iif" | "oif" | "skuid" | "skgid" | "iiftype" | "oiftype" => key.into(),
-                        _ => format!("meta {key}"),
-                    }
-                }
-                "payload" => {
-                    if let (Some(p), Some(f)) = (b.get("protocol").and_then(Value::as_str), b.get("field").and_then(Value::as_str)) {
-                        format!("{p} {f}")
-                    } else {
-                        format!("@{},{},{}", b.get("base").and_then(Value::as_str).unwrap_or("?"), b.get("offset").unwrap_or(&Value::Null), b.get("len").unwrap_or(&Value::Null))
-                    }
-                }
-                "ct" => format!("ct {}", b.get("key").and_then(Value::as_str).unwrap_or("?")),
-                "fib" => {
-                    let flags = match b.get("flags") {
-                        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" . "),
-                        Some(Value::String(s)) => s.clone(),
-                        _ => String::new(),
-                    };
-                    format!("fib {flags} {}", b.get("result").and_then(Value::as_str).unwrap_or("?"))
-                }
-                "prefix" => format!("{}/{}", render_expr(b.get("addr").unwrap_or(&Value::Null)), b.get("len").unwrap_or(&Value::Null)),
-                "range" => match b.as_array() {
-                    Some(a) if a.len() == 2 => format!("{}-{}", render_expr(&a[0]), render_expr(&a[1])),
-                    _ => b.to_string(),
-                },
-                "set" => match b {
-                    Value::Array(a) => format!("{{ {} }}", a.iter().map(render_set_item).collect::<Vec<_>>().join(", ")),
-                    other => render_expr(other),
-                },
-                "concat" => b.as_array().map(|a| a.iter().map(render_expr).collect::<Vec<_>>().join(" . ")).unwrap_or_default(),
-                "elem" => render_expr(b.get("val").unwrap_or(&Value::Null)),
-                "&" | "|" | "^" | "<<" | ">>" => match b.as_array() {
-                    Some(a) if a.len() == 2 => format!("{} {k} {}", render_expr(&a[0]), render_expr(&a[1])),
-                    _ => b.to_string(),
-                },
-                "accept" | "drop" | "continue" | "return" => k.clone(),
-                "jump" | "goto" => format!("{k} {}", b.get("target").and_then(Value::as_str).unwrap_or("?")),
-                "symhash" | "jhash" | "numgen" | "osf" | "socket" | "rt" | "exthdr" | "tcp option" => format!("{k} {}", compact(b)),
-                _ => format!("{k} {}", compact(b)),
+fn render_expr<'a, V: J<'a>>(v: V, out: &mut String) {
+    if let Some(s) = v.as_str() {
+        out.push_str(s);
+        return;
+    }
+    if v.is_array() {
+        for (i, x) in v.items().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
+            render_expr(x, out);
+        }
+        return;
+    }
+    if !v.is_object() {
+        // null, booleans and numbers print as JSON does
+        write_json(v, out);
+        return;
+    }
+    let Some((k, b)) = v.entry() else {
+        out.push_str("{}");
+        return;
+    };
+    let get = |key: &str| b.get(key).unwrap_or(V::null());
+    let get_str = |key: &str| b.get(key).and_then(J::as_str);
+    match k {
+        "meta" => {
+            let key = get_str("key").unwrap_or("?");
+            if !matches!(key, "iifname" | "oifname" | "iif" | "oif" | "skuid" | "skgid" | "iiftype" | "oiftype") {
+                out.push_str("meta ");
+            }
+            out.push_str(key);
+        }
+        "payload" => {
+            if let (Some(p), Some(f)) = (get_str("protocol"), get_str("field")) {
+                out.push_str(p);
+                out.push(' ');
+                out.push_str(f);
+            } else {
+                out.push('@');
+                out.push_str(get_str("base").unwrap_or("?"));
+                out.push(',');
+                write_json(get("offset"), out);
+                out.push(',');
+                write_json(get("len"), out);
+            }
+        }
+        "ct" => {
+            out.push_str("ct ");
+            out.push_str(get_str("key").unwrap_or("?"));
+        }
+        "fib" => {
+            out.push_str("fib ");
+            match b.get("flags") {
+                Some(f) if f.is_array() => {
+                    for (i, s) in f.items().filter_map(J::as_str).enumerate() {
+                        if i > 0 {
+                            out.push_str(" . ");
+                        }
+                        out.push_str(s);
+                    }
+                }
+                Some(f) => out.push_str(f.as_str().unwrap_or("")),
+                None => {}
+            }
+            out.push(' ');
+            out.push_str(get_str("result").unwrap_or("?"));
+        }
+        "prefix" => {
+            render_expr(get("addr"), out);
+            out.push('/');
+            write_json(get("len"), out);
+        }
+        "range" => match b.pair() {
+            Some((x, y)) => {
+                render_expr(x, out);
+                out.push('-');
+                render_expr(y, out);
+            }
+            None => write_json(b, out),
+        },
+        "set" if b.is_array() => {
+            out.push_str("{ ");
+            for (i, x) in b.items().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                render_set_item(x, out);
+            }
+            out.push_str(" }");
+        }
+        "set" => render_expr(b, out),
+        "concat" => {
+            for (i, x) in b.items().enumerate() {
+                if i > 0 {
+                    out.push_str(" . ");
+                }
+                render_expr(x, out);
+            }
+        }
+        "elem" => render_expr(get("val"), out),
+        "&" | "|" | "^" | "<<" | ">>" => match b.pair() {
+            Some((x, y)) => {
+                render_expr(x, out);
+                out.push(' ');
+                out.push_str(k);
+                out.push(' ');
+                render_expr(y, out);
+            }
+            None => write_json(b, out),
+        },
+        "accept" | "drop" | "continue" | "return" => out.push_str(k),
+        "jump" | "goto" => {
+            out.push_str(k);
+            out.push(' ');
+            out.push_str(get_str("target").unwrap_or("?"));
+        }
+        _ => {
+            out.push_str(k);
+            out.push(' ');
+            write_json(b, out);
         }
     }
 }
 
-fn render_set_item(v: &Value) -> String {
-    match v {
-        Value::Array(a) if a.len() == 2 => format!("{} : {}", render_expr(&a[0]), render_expr(&a[1])),
-        _ => render_expr(v),
+fn render_set_item<'a, V: J<'a>>(v: V, out: &mut String) {
+    match v.pair() {
+        Some((x, y)) => {
+            render_expr(x, out);
+            out.push_str(" : ");
+            render_expr(y, out);
+        }
+        None => render_expr(v, out),
     }
 }
 
-fn compact(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+fn compact<'a, V: J<'a>>(v: V) -> String {
+    json_string(v)
 }
 
-fn is_iface_key(left: &Value) -> bool {
-    matches!(left.get("meta").and_then(|m| m.get("key")).and_then(Value::as_str), Some("iifname" | "oifname"))
+fn is_iface_key<'a, V: J<'a>>(left: V) -> bool {
+    matches!(left.get("meta").and_then(|m| m.get("key")).and_then(J::as_str), Some("iifname" | "oifname"))
 }
 
-fn render_right(left: &Value, right: &Value) -> String {
+fn render_right<'a, V: J<'a>>(left: V, right: V, out: &mut String) {
     if is_iface_key(left) {
-        if let Value::String(s) = right
-            && !s.starts_with('@') {
-                return quote(s);
+        if let Some(s) = right.as_str()
+            && !s.starts_with('@')
+        {
+            quote_into(s, out);
+            return;
+        }
+        if let Some(a) = right.get("set")
+            && a.is_array()
+        {
+            out.push_str("{ ");
+            for (i, x) in a.items().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                match x.as_str() {
+                    Some(s) => quote_into(s, out),
+                    None => render_set_item(x, out),
+                }
             }
-        if let Some(Value::Array(a)) = right.get("set") {
-            return format!(
-                "{{ {} }}",
-                a.iter().map(|x| if let Value::String(s) = x { quote(s) } else { render_set_item(x) }).collect::<Vec<_>>().join(", ")
-            );
+            out.push_str(" }");
+            return;
         }
     }
-    render_expr(right)
+    render_expr(right, out)
 }
 
+/// One statement as `nft list ruleset` prints it.
 pub fn render_stmt(v: &Value) -> String {
-    let Some((k, b)) = v.as_object().and_then(|o| o.iter().next()) else { return compact(v) };
-    match k.as_str() {
+    let mut out = String::new();
+    render_stmt_into(v, &mut out);
+    out
+}
+
+fn stmt_text<'a, V: J<'a>>(v: V) -> String {
+    let mut out = String::new();
+    render_stmt_into(v, &mut out);
+    out
+}
+
+fn render_stmt_into<'a, V: J<'a>>(v: V, out: &mut String) {
+    let Some((k, b)) = v.entry() else {
+        write_json(v, out);
+        return;
+    };
+    let get = |key: &str| b.get(key).unwrap_or(V::null());
+    let get_str = |key: &str| b.get(key).and_then(J::as_str);
+    match k {
         "match" => {
-            let left = b.get("left").unwrap_or(&Value::Null);
-            let right = b.get("right").unwrap_or(&Value::Null);
-            let op = b.get("op").and_then(Value::as_str).unwrap_or("==");
-            let op = match op {
-                "==" | "in" => String::new(),
-                o => format!("{o} "),
-            };
-            format!("{} {op}{}", render_expr(left), render_right(left, right))
+            let left = get("left");
+            render_expr(left, out);
+            out.push(' ');
+            match get_str("op").unwrap_or("==") {
+                "==" | "in" => {}
+                o => {
+                    out.push_str(o);
+                    out.push(' ');
+                }
+            }
+            render_right(left, get("right"), out);
         }
-        "counter" => match b {
-            Value::Object(_) => format!(
-                "counter packets {} bytes {}",
-                b.get("packets").unwrap_or(&Value::from(0)),
-                b.get("bytes").unwrap_or(&Value::from(0))
-            ),
-            Value::String(s) => format!("counter name {}", quote(s)),
-            _ => "counter".into(),
-        },
-        "accept" | "drop" | "continue" | "return" | "notrack" => k.clone(),
-        "jump" | "goto" => format!("{k} {}", b.get("target").and_then(Value::as_str).unwrap_or("?")),
-        "reject" => match (b.get("type").and_then(Value::as_str), b.get("expr").and_then(Value::as_str)) {
-            (Some("tcp reset"), _) => "reject with tcp reset".into(),
-            (Some(t), Some(e)) => format!("reject with {t} {e}"),
-            (Some(t), None) => format!("reject with {t}"),
-            _ => "reject".into(),
-        },
-        "log" => match b.get("prefix").and_then(Value::as_str) {
-            Some(p) => format!("log prefix {}", quote(p)),
-            None => "log".into(),
-        },
-        "limit" => format!(
-            "limit rate {}{}/{}",
-            if b.get("inv").and_then(Value::as_bool) == Some(true) { "over " } else { "" },
-            b.get("rate").unwrap_or(&Value::Null),
-            b.get("per").and_then(Value::as_str).unwrap_or("second")
-        ),
-        "xt" => format!("xt {} {}", b.get("type").and_then(Value::as_str).unwrap_or("?"), quote(b.get("name").and_then(Value::as_str).unwrap_or("?"))),
-        "vmap" => format!("{} vmap {}", render_expr(b.get("key").unwrap_or(&Value::Null)), render_expr(b.get("data").unwrap_or(&Value::Null))),
+        "counter" => {
+            if b.is_object() {
+                out.push_str("counter packets ");
+                match b.get("packets") {
+                    Some(p) => write_json(p, out),
+                    None => out.push('0'),
+                }
+                out.push_str(" bytes ");
+                match b.get("bytes") {
+                    Some(p) => write_json(p, out),
+                    None => out.push('0'),
+                }
+            } else if let Some(s) = b.as_str() {
+                out.push_str("counter name ");
+                quote_into(s, out);
+            } else {
+                out.push_str("counter");
+            }
+        }
+        "accept" | "drop" | "continue" | "return" | "notrack" => out.push_str(k),
+        "jump" | "goto" => {
+            out.push_str(k);
+            out.push(' ');
+            out.push_str(get_str("target").unwrap_or("?"));
+        }
+        "reject" => {
+            out.push_str("reject");
+            match (get_str("type"), get_str("expr")) {
+                (Some("tcp reset"), _) => out.push_str(" with tcp reset"),
+                (Some(t), e) => {
+                    out.push_str(" with ");
+                    out.push_str(t);
+                    if let Some(e) = e {
+                        out.push(' ');
+                        out.push_str(e);
+                    }
+                }
+                _ => {}
+            }
+        }
+        "log" => {
+            out.push_str("log");
+            if let Some(p) = get_str("prefix") {
+                out.push_str(" prefix ");
+                quote_into(p, out);
+            }
+        }
+        "limit" => {
+            out.push_str("limit rate ");
+            if b.get("inv").and_then(J::as_bool) == Some(true) {
+                out.push_str("over ");
+            }
+            write_json(get("rate"), out);
+            out.push('/');
+            out.push_str(get_str("per").unwrap_or("second"));
+        }
+        "xt" => {
+            out.push_str("xt ");
+            out.push_str(get_str("type").unwrap_or("?"));
+            out.push(' ');
+            quote_into(get_str("name").unwrap_or("?"), out);
+        }
+        "vmap" => {
+            render_expr(get("key"), out);
+            out.push_str(" vmap ");
+            render_expr(get("data"), out);
+        }
         "dnat" | "snat" | "masquerade" | "redirect" => {
-            let mut s = k.clone();
-            let addr = b.get("addr").map(render_expr);
-            let port = b.get("port").map(render_expr);
-            match (addr, port) {
-                (Some(a), Some(p)) => s.push_str(&format!(" to {a}:{p}")),
-                (Some(a), None) => s.push_str(&format!(" to {a}")),
-                (None, Some(p)) => s.push_str(&format!(" to :{p}")),
+            out.push_str(k);
+            match (b.get("addr"), b.get("port")) {
+                (Some(a), Some(p)) => {
+                    out.push_str(" to ");
+                    render_expr(a, out);
+                    out.push(':');
+                    render_expr(p, out);
+                }
+                (Some(a), None) => {
+                    out.push_str(" to ");
+                    render_expr(a, out);
+                }
+                (None, Some(p)) => {
+                    out.push_str(" to :");
+                    render_expr(p, out);
+                }
                 (None, None) => {}
             }
-            s
         }
-        "mangle" => format!("{} set {}", render_expr(b.get("key").unwrap_or(&Value::Null)), render_expr(b.get("value").unwrap_or(&Value::Null))),
-        "queue" => "queue".into(),
-        _ => format!("{k} {}", compact(b)),
+        "mangle" => {
+            render_expr(get("key"), out);
+            out.push_str(" set ");
+            render_expr(get("value"), out);
+        }
+        "queue" => out.push_str("queue"),
+        _ => {
+            out.push_str(k);
+            out.push(' ');
+            write_json(b, out);
+        }
     }
 }
 
@@ -546,7 +772,7 @@ struct Ctx<'a> {
 
 /// What the left-hand side of a match is: fields, an optional mask, and an implied family.
 struct Key {
-    fields: Vec<Field>,
+    fields: ir::Fields,
     mask: Option<u64>,
     /// `ip saddr` implies IPv4 (2), `ip6 daddr` IPv6 (10): in inet tables, other packets do not match.
     nfproto: Option<u64>,
@@ -554,32 +780,38 @@ struct Key {
     fib: bool,
 }
 
-fn key_of(v: &Value) -> Key {
-    let mut k = Key { fields: Vec::new(), mask: None, nfproto: None, fib: false };
+fn key_of<'a, V: J<'a>>(v: V) -> Key {
+    let mut k = Key { fields: ir::Fields::new(), mask: None, nfproto: None, fib: false };
     add_key(v, &mut k);
     k
 }
 
-fn add_key(v: &Value, k: &mut Key) {
-    let other = |v: &Value| Field::Other(render_expr(v));
-    let Some((name, b)) = v.as_object().and_then(|o| o.iter().next()) else {
-        k.fields.push(Field::Other(render_expr(v)));
+fn expr_text<'a, V: J<'a>>(v: V) -> String {
+    let mut s = String::new();
+    render_expr(v, &mut s);
+    s
+}
+
+fn add_key<'a, V: J<'a>>(v: V, k: &mut Key) {
+    let other = |v: V| Field::Other(expr_text(v));
+    let Some((name, b)) = v.entry() else {
+        k.fields.push(Field::Other(expr_text(v)));
         return;
     };
-    match name.as_str() {
+    match name {
         "concat" => {
-            for x in b.as_array().into_iter().flatten() {
+            for x in b.items() {
                 add_key(x, k);
             }
         }
-        "&" => match b.as_array() {
-            Some(a) if a.len() == 2 && a[1].is_u64() => {
-                add_key(&a[0], k);
-                k.mask = a[1].as_u64();
+        "&" => match b.pair() {
+            Some((x, m)) if m.as_u64().is_some() => {
+                add_key(x, k);
+                k.mask = m.as_u64();
             }
             _ => k.fields.push(other(v)),
         },
-        "meta" => k.fields.push(match b.get("key").and_then(Value::as_str).unwrap_or("") {
+        "meta" => k.fields.push(match b.get("key").and_then(J::as_str).unwrap_or("") {
             "iifname" => Field::Iif,
             "oifname" => Field::Oif,
             "l4proto" => Field::L4Proto,
@@ -588,14 +820,14 @@ fn add_key(v: &Value, k: &mut Key) {
             "pkttype" => Field::PktType,
             _ => other(v),
         }),
-        "ct" => k.fields.push(match (b.get("key").and_then(Value::as_str).unwrap_or(""), b.get("dir")) {
-            ("state", None) => Field::CtState,
-            ("status", None) => Field::CtStatus,
+        "ct" => k.fields.push(match (b.get("key").and_then(J::as_str).unwrap_or(""), b.get("dir").is_some()) {
+            ("state", false) => Field::CtState,
+            ("status", false) => Field::CtStatus,
             _ => other(v),
         }),
         "payload" => {
-            let p = b.get("protocol").and_then(Value::as_str).unwrap_or("");
-            let f = b.get("field").and_then(Value::as_str).unwrap_or("");
+            let p = b.get("protocol").and_then(J::as_str).unwrap_or("");
+            let f = b.get("field").and_then(J::as_str).unwrap_or("");
             let field = match (p, f) {
                 ("ip", "saddr") | ("ip6", "saddr") => Some(Field::Saddr),
                 ("ip", "daddr") | ("ip6", "daddr") => Some(Field::Daddr),
@@ -624,16 +856,16 @@ fn add_key(v: &Value, k: &mut Key) {
             k.fields.push(field.unwrap_or_else(|| other(v)));
         }
         "fib" => {
-            let flags: Vec<&str> = match b.get("flags") {
-                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-                Some(Value::String(s)) => vec![s.as_str()],
-                _ => Vec::new(),
+            let flags: smallvec::SmallVec<[&str; 2]> = match b.get("flags") {
+                Some(a) if a.is_array() => a.items().filter_map(J::as_str).collect(),
+                Some(f) => f.as_str().into_iter().collect(),
+                None => smallvec::SmallVec::new(),
             };
-            let result = b.get("result").and_then(Value::as_str).unwrap_or("");
-            if result == "type" && flags == ["daddr"] {
+            let result = b.get("result").and_then(J::as_str).unwrap_or("");
+            if result == "type" && flags.as_slice() == ["daddr"] {
                 k.fields.push(Field::DstType);
                 k.fib = true;
-            } else if result == "type" && flags == ["saddr"] {
+            } else if result == "type" && flags.as_slice() == ["saddr"] {
                 k.fields.push(Field::SrcType);
                 k.fib = true;
             } else {
@@ -709,11 +941,13 @@ fn pkttype_name(s: &str) -> Option<u64> {
 }
 
 /// One constant for one field.
-fn val_for(field: &Field, v: &Value, fib: bool, mask: Option<u64>) -> Result<Val, String> {
-    let num = |v: &Value| -> Result<u64, String> {
-        match v {
-            Value::Number(n) => n.as_u64().ok_or_else(|| format!("{n} is not a number hostreach compares")),
-            Value::String(s) => {
+fn val_for<'a, V: J<'a>>(field: &Field, v: V, fib: bool, mask: Option<u64>) -> Result<Val, String> {
+    let num = |v: V| -> Result<u64, String> {
+        if v.is_number() {
+            return v.as_u64().ok_or_else(|| format!("{} is not a number hostreach compares", compact(v)));
+        }
+        match v.as_str() {
+            Some(s) => {
                 if let Some(h) = s.strip_prefix("0x") {
                     return u64::from_str_radix(h, 16).map_err(|_| format!("{s:?} is not a number"));
                 }
@@ -724,7 +958,7 @@ fn val_for(field: &Field, v: &Value, fib: bool, mask: Option<u64>) -> Result<Val
                         Field::Sport(_) | Field::Dport(_) => service_port(s),
                         Field::IcmpType => icmp_type_name(s),
                         Field::PktType => pkttype_name(s),
-                        Field::NfProto => match s.as_str() {
+                        Field::NfProto => match s {
                             "ipv4" => Some(2),
                             "ipv6" => Some(10),
                             _ => None,
@@ -733,29 +967,33 @@ fn val_for(field: &Field, v: &Value, fib: bool, mask: Option<u64>) -> Result<Val
                     })
                     .ok_or_else(|| format!("{s:?} is not a value hostreach knows for {}", crate::eval::field_name(field)))
             }
-            _ => Err(format!("{} is not a number", compact(v))),
+            None => Err(format!("{} is not a number", compact(v))),
         }
     };
-    if let Some(r) = v.get("range").and_then(Value::as_array) {
-        if r.len() != 2 {
+    if let Some(r) = v.get("range").filter(|r| r.is_array()) {
+        let Some((r0, r1)) = r.pair() else {
             return Err("a range needs two ends".into());
-        }
+        };
         return match field {
             Field::Saddr | Field::Daddr => {
-                let a: IpAddr = r[0].as_str().and_then(|s| s.parse().ok()).ok_or("bad address range")?;
-                let b: IpAddr = r[1].as_str().and_then(|s| s.parse().ok()).ok_or("bad address range")?;
+                let a: IpAddr = r0.as_str().and_then(|s| s.parse().ok()).ok_or("bad address range")?;
+                let b: IpAddr = r1.as_str().and_then(|s| s.parse().ok()).ok_or("bad address range")?;
                 Ok(Val::AddrRange(a, b))
             }
-            _ => Ok(Val::Range(num(&r[0])?, num(&r[1])?)),
+            _ => Ok(Val::Range(num(r0)?, num(r1)?)),
         };
     }
     if let Some(p) = v.get("prefix") {
-        let a = p.get("addr").and_then(Value::as_str).ok_or("prefix without address")?;
-        let l = p.get("len").and_then(Value::as_u64).ok_or("prefix without length")?;
-        return ir::parse_net(&format!("{a}/{l}")).ok_or_else(|| format!("bad prefix {a}/{l}"));
+        let a = p.get("addr").and_then(J::as_str).ok_or("prefix without address")?;
+        let l = p.get("len").and_then(J::as_u64).ok_or("prefix without length")?;
+        let addr: IpAddr = a.parse().map_err(|_| format!("bad prefix {a}/{l}"))?;
+        return match u8::try_from(l) {
+            Ok(len) if len <= if addr.is_ipv4() { 32 } else { 128 } => Ok(Val::Net { addr, len }),
+            _ => Err(format!("bad prefix {a}/{l}")),
+        };
     }
     if let Some(e) = v.get("elem") {
-        return val_for(field, e.get("val").unwrap_or(&Value::Null), fib, mask);
+        return val_for(field, e.get("val").unwrap_or(V::null()), fib, mask);
     }
     match field {
         Field::Iif | Field::Oif => {
@@ -771,17 +1009,14 @@ fn val_for(field: &Field, v: &Value, fib: bool, mask: Option<u64>) -> Result<Val
             ir::parse_net(s).ok_or_else(|| format!("{s:?} is not an address"))
         }
         Field::CtState | Field::CtStatus | Field::DstType | Field::SrcType => {
-            let names: Vec<&Value> = match v {
-                Value::Array(a) => a.iter().collect(),
-                other => vec![other],
-            };
+            let names: smallvec::SmallVec<[V; 4]> = if v.is_array() { v.items().collect() } else { smallvec![v] };
             let mut bits = 0u32;
             for n in names {
-                match n {
-                    Value::String(s) => {
+                match n.as_str() {
+                    Some(s) => {
                         bits |= match field {
                             Field::CtState => ct::state_bit(s),
-                            Field::CtStatus => match s.as_str() {
+                            Field::CtStatus => match s {
                                 "snat" => Some(ct::STATUS_SNAT),
                                 "dnat" => Some(ct::STATUS_DNAT),
                                 "confirmed" | "assured" | "seen-reply" | "expected" | "dying" => Some(0x10000),
@@ -792,24 +1027,24 @@ fn val_for(field: &Field, v: &Value, fib: bool, mask: Option<u64>) -> Result<Val
                         }
                         .ok_or_else(|| format!("{s:?} is not a value hostreach knows for {}", crate::eval::field_name(field)))?
                     }
-                    Value::Number(x) => bits |= x.as_u64().unwrap_or(0) as u32,
-                    _ => return Err(format!("{} is not a flag", compact(n))),
+                    None if n.is_number() => bits |= n.as_u64().unwrap_or(0) as u32,
+                    None => return Err(format!("{} is not a flag", compact(n))),
                 }
             }
             Ok(Val::Flags(bits))
         }
         Field::Mark | Field::TcpFlags => {
-            let n = match v {
-                Value::Array(a) => {
-                    // tcp flags syn,ack: flag names
-                    let mut b = 0;
-                    for x in a {
-                        b |= tcp_flag(x.as_str().unwrap_or("")).ok_or("unknown TCP flag")?;
-                    }
-                    b
+            let n = if v.is_array() {
+                // tcp flags syn,ack: flag names
+                let mut b = 0;
+                for x in v.items() {
+                    b |= tcp_flag(x.as_str().unwrap_or("")).ok_or("unknown TCP flag")?;
                 }
-                Value::String(s) if matches!(field, Field::TcpFlags) => tcp_flag(s).ok_or("unknown TCP flag")?,
-                _ => num(v)?,
+                b
+            } else if let (Some(s), Field::TcpFlags) = (v.as_str(), field) {
+                tcp_flag(s).ok_or("unknown TCP flag")?
+            } else {
+                num(v)?
             };
             Ok(match mask {
                 Some(m) => Val::Masked { value: n & m, mask: m },
@@ -836,20 +1071,20 @@ fn tcp_flag(s: &str) -> Option<u64> {
 }
 
 /// One element (maybe a concatenation) for a key.
-fn elem_for(key: &Key, v: &Value) -> Result<Vec<Val>, String> {
+fn elem_for<'a, V: J<'a>>(key: &Key, v: V) -> Result<ir::Tuple, String> {
     let v = v.get("elem").and_then(|e| e.get("val")).unwrap_or(v);
     if key.fields.len() == 1 {
-        return Ok(vec![val_for_key(key, &key.fields[0], v)?]);
+        return Ok(smallvec![val_for_key(key, &key.fields[0], v)?]);
     }
-    let parts = v.get("concat").and_then(Value::as_array).ok_or_else(|| format!("{} is not a concatenation", compact(v)))?;
-    if parts.len() != key.fields.len() {
+    let parts = v.get("concat").filter(|p| p.is_array()).ok_or_else(|| format!("{} is not a concatenation", compact(v)))?;
+    if parts.arr_len() != Some(key.fields.len()) {
         return Err("a concatenation of the wrong length".into());
     }
-    key.fields.iter().zip(parts).map(|(f, p)| val_for_key(key, f, p)).collect()
+    key.fields.iter().zip(parts.items()).map(|(f, p)| val_for_key(key, f, p)).collect()
 }
 
 /// [`val_for`], with `icmpv6 type` names read as ICMPv6's: `icmpv6 type echo-request` is 128, not ICMP's 8.
-fn val_for_key(key: &Key, f: &Field, v: &Value) -> Result<Val, String> {
+fn val_for_key<'a, V: J<'a>>(key: &Key, f: &Field, v: V) -> Result<Val, String> {
     if matches!(f, Field::IcmpType)
         && key.nfproto == Some(10)
         && let Some(n) = v.as_str().and_then(icmpv6_type_name)
@@ -883,23 +1118,41 @@ fn icmpv6_type_name(s: &str) -> Option<u64> {
     })
 }
 
-fn elems_of<'v>(right: &'v Value, ctx: &'v Ctx) -> Result<Vec<&'v Value>, String> {
-    if let Some(name) = right.as_str().and_then(|s| s.strip_prefix('@')) {
-        let set = ctx.sets.get(name).ok_or_else(|| format!("set @{name} is not in the ruleset"))?;
-        return Ok(set.elem.iter().collect());
-    }
-    if let Some(a) = right.get("set") {
-        return Ok(match a {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        });
-    }
-    Ok(vec![right])
+/// What a match or a verdict map compares with: a named set (read with the ruleset, as a tree),
+/// an anonymous set, or one value (both in the rule).
+enum Elems<'s, V> {
+    Named(&'s [Value]),
+    Inline(V),
+    One(V),
 }
 
-fn verdict_of(v: &Value) -> Option<Verdict> {
-    let (k, b) = v.as_object()?.iter().next()?;
-    Some(match k.as_str() {
+fn elems_of<'a, 's, V: J<'a>>(right: V, ctx: &Ctx<'s>) -> Result<Elems<'s, V>, String> {
+    if let Some(name) = right.as_str().and_then(|s| s.strip_prefix('@')) {
+        let set = ctx.sets.get(name).ok_or_else(|| format!("set @{name} is not in the ruleset"))?;
+        return Ok(Elems::Named(&set.elem));
+    }
+    if let Some(a) = right.get("set") {
+        return Ok(if a.is_array() { Elems::Inline(a) } else { Elems::One(a) });
+    }
+    Ok(Elems::One(right))
+}
+
+/// `f` on each element, in order; the first error stops.
+fn each_elem<'a, 's, V: J<'a>, T>(
+    elems: Elems<'s, V>,
+    mut f1: impl FnMut(V) -> Result<T, String>,
+    mut f2: impl FnMut(&'s Value) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    match elems {
+        Elems::Named(e) => e.iter().map(&mut f2).collect(),
+        Elems::Inline(a) => a.items().map(&mut f1).collect(),
+        Elems::One(v) => Ok(vec![f1(v)?]),
+    }
+}
+
+fn verdict_of<'a, V: J<'a>>(v: V) -> Option<Verdict> {
+    let (k, b) = v.entry()?;
+    Some(match k {
         "accept" => Verdict::Accept,
         "drop" => Verdict::Drop,
         "continue" => Verdict::Continue,
@@ -910,12 +1163,12 @@ fn verdict_of(v: &Value) -> Option<Verdict> {
     })
 }
 
-fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
-    let left = b.get("left").unwrap_or(&Value::Null);
-    let right = b.get("right").unwrap_or(&Value::Null);
-    let op = b.get("op").and_then(Value::as_str).unwrap_or("==");
+fn lower_match<'a, V: J<'a>>(e: V, b: V, ctx: &Ctx, out: &mut Vec<Stmt>) {
+    let left = b.get("left").unwrap_or(V::null());
+    let right = b.get("right").unwrap_or(V::null());
+    let op = b.get("op").and_then(J::as_str).unwrap_or("==");
     let key = key_of(left);
-    let what = || render_stmt(e);
+    let what = || stmt_text(e);
     if let Some(f) = key.fields.iter().find(|f| matches!(f, Field::Other(_))) {
         out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("{} is not evaluated by hostreach", crate::eval::field_name(f)) }));
         return;
@@ -948,9 +1201,9 @@ fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
             _ => Val::Range(n, u64::MAX),
         };
         if (cmp == "<" || cmp == "lt") && n == 0 {
-            out.push(Stmt::Test(Test::Match { key: key.fields.into(), neg: true, any: smallvec![smallvec![Val::Range(0, u64::MAX)]] }));
+            out.push(Stmt::Test(Test::Match { key: key.fields, neg: true, any: smallvec![smallvec![Val::Range(0, u64::MAX)]] }));
         } else {
-            out.push(Stmt::Test(Test::Match { key: key.fields.into(), neg: false, any: smallvec![smallvec![r]] }));
+            out.push(Stmt::Test(Test::Match { key: key.fields, neg: false, any: smallvec![smallvec![r]] }));
         }
         return;
     }
@@ -963,33 +1216,21 @@ fn lower_match(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
     };
     // A flag field with a list of names is one element of OR-ed bits.
     let is_flags = matches!(key.fields.as_slice(), [Field::CtState | Field::CtStatus | Field::DstType | Field::SrcType]);
-    let mut any = Vec::new();
-    if is_flags && right.is_array() {
-        match elem_for(&key, right) {
-            Ok(e) => any.push(e),
-            Err(reason) => {
-                out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
-                return;
-            }
-        }
+    let any: Result<ir::Alts, String> = if is_flags && right.is_array() {
+        elem_for(&key, right).map(|e| smallvec![e])
     } else {
-        for e in elems {
-            match elem_for(&key, e) {
-                Ok(e) => any.push(e),
-                Err(reason) => {
-                    out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
-                    return;
-                }
-            }
-        }
+        each_elem(elems, |e| elem_for(&key, e), |e| elem_for(&key, e)).map(ir::Alts::from_vec)
+    };
+    match any {
+        Ok(any) => out.push(Stmt::Test(Test::Match { key: key.fields, neg, any })),
+        Err(reason) => out.push(Stmt::Test(Test::Unknown { what: what(), reason })),
     }
-    out.push(Stmt::Test(Test::Match { key: key.fields.into(), neg, any: any.into_iter().map(ir::Tuple::from).collect() }));
 }
 
-fn lower_vmap(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
-    let key = key_of(b.get("key").unwrap_or(&Value::Null));
-    let data = b.get("data").unwrap_or(&Value::Null);
-    let what = || render_stmt(e);
+fn lower_vmap<'a, V: J<'a>>(e: V, b: V, ctx: &Ctx, out: &mut Vec<Stmt>) {
+    let key = key_of(b.get("key").unwrap_or(V::null()));
+    let data = b.get("data").unwrap_or(V::null());
+    let what = || stmt_text(e);
     if key.fields.iter().any(|f| matches!(f, Field::Other(_))) {
         out.push(Stmt::Test(Test::Unknown { what: what(), reason: "the verdict map's key is not evaluated by hostreach".into() }));
         return;
@@ -1005,53 +1246,43 @@ fn lower_vmap(e: &Value, b: &Value, ctx: &Ctx, out: &mut Vec<Stmt>) {
             return;
         }
     };
-    let mut entries = Vec::new();
-    for it in items {
-        let Some(pair) = it.as_array().filter(|a| a.len() == 2) else {
-            out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("verdict map element {} is not KEY : VERDICT", compact(it)) }));
-            return;
-        };
-        let Some(verdict) = verdict_of(&pair[1]) else {
-            out.push(Stmt::Test(Test::Unknown { what: what(), reason: format!("{} is not a verdict", compact(&pair[1])) }));
-            return;
-        };
-        match elem_for(&key, &pair[0]) {
-            Ok(k) => entries.push((k, verdict)),
-            Err(reason) => {
-                out.push(Stmt::Test(Test::Unknown { what: what(), reason }));
-                return;
-            }
-        }
+    match each_elem(items, |it| vmap_entry(&key, it), |it| vmap_entry(&key, it)) {
+        Ok(entries) => out.push(Stmt::Vmap { key: key.fields.into_vec(), entries }),
+        Err(reason) => out.push(Stmt::Test(Test::Unknown { what: what(), reason })),
     }
-    out.push(Stmt::Vmap { key: key.fields, entries });
 }
 
-fn nat_of(kind: NatKind, b: &Value) -> Stmt {
-    let addr = b.get("addr").and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok());
-    let port = b.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok());
+fn vmap_entry<'a, W: J<'a>>(key: &Key, it: W) -> Result<(Vec<Val>, Verdict), String> {
+    let (k, v) = it.pair().ok_or_else(|| format!("verdict map element {} is not KEY : VERDICT", compact(it)))?;
+    let verdict = verdict_of(v).ok_or_else(|| format!("{} is not a verdict", compact(v)))?;
+    Ok((elem_for(key, k)?.into_vec(), verdict))
+}
+
+fn nat_of<'a, V: J<'a>>(kind: NatKind, b: V) -> Stmt {
+    let addr = b.get("addr").and_then(J::as_str).and_then(|s| s.parse::<IpAddr>().ok());
+    let port = b.get("port").and_then(J::as_u64).and_then(|p| u16::try_from(p).ok());
     Stmt::Nat(Nat { kind, addr, port })
 }
 
-fn lower_rule(expr: &[Value], ctx: &Ctx) -> Vec<Stmt> {
-    let mut out = Vec::new();
+fn lower_rule<'a, V: J<'a>>(expr: impl Iterator<Item = V>, ctx: &Ctx, out: &mut Vec<Stmt>) {
     for e in expr {
-        let Some((k, b)) = e.as_object().and_then(|o| o.iter().next()) else {
+        let Some((k, b)) = e.entry() else {
             out.push(Stmt::Test(Test::Unknown { what: compact(e), reason: "not a statement".into() }));
             continue;
         };
-        match k.as_str() {
-            "match" => lower_match(e, b, ctx, &mut out),
+        match k {
+            "match" => lower_match(e, b, ctx, out),
             "counter" => {}
             "accept" => out.push(Stmt::Verdict(Verdict::Accept)),
             "drop" => out.push(Stmt::Verdict(Verdict::Drop)),
             "continue" => out.push(Stmt::Verdict(Verdict::Continue)),
             "return" => out.push(Stmt::Verdict(Verdict::Return)),
-            "jump" | "goto" => match b.get("target").and_then(Value::as_str) {
+            "jump" | "goto" => match b.get("target").and_then(J::as_str) {
                 Some(t) => out.push(Stmt::Verdict(if k == "jump" { Verdict::Jump(t.into()) } else { Verdict::Goto(t.into()) })),
-                None => out.push(Stmt::Test(Test::Unknown { what: render_stmt(e), reason: "a jump without a target".into() })),
+                None => out.push(Stmt::Test(Test::Unknown { what: stmt_text(e), reason: "a jump without a target".into() })),
             },
             "reject" => {
-                let text = render_stmt(e);
+                let text = stmt_text(e);
                 let with = text.strip_prefix("reject with ").map(str::to_string).unwrap_or_else(|| match ctx.family {
                     Family::Inet | Family::Bridge | Family::Netdev => "icmpx port-unreachable".into(),
                     Family::Ip6 => "icmpv6 port-unreachable".into(),
@@ -1060,14 +1291,14 @@ fn lower_rule(expr: &[Value], ctx: &Ctx) -> Vec<Stmt> {
                 out.push(Stmt::Verdict(Verdict::Reject(with)));
             }
             "queue" => out.push(Stmt::Verdict(Verdict::Queue)),
-            "log" => out.push(Stmt::Continue(render_stmt(e))),
+            "log" => out.push(Stmt::Continue(stmt_text(e))),
             "limit" => out.push(Stmt::Test(Test::Assume {
-                what: render_stmt(e),
+                what: stmt_text(e),
                 note: "a rate limit: treated as matching (its bucket is not in the ruleset)".into(),
             })),
             "xt" => {
-                let ty = b.get("type").and_then(Value::as_str).unwrap_or("");
-                let name = b.get("name").and_then(Value::as_str).unwrap_or("?");
+                let ty = b.get("type").and_then(J::as_str).unwrap_or("");
+                let name = b.get("name").and_then(J::as_str).unwrap_or("?");
                 let reason = "an iptables-nft compat expression: nft -j does not show its options; the rule is evaluated from iptables-save".to_string();
                 if ty == "target" {
                     out.push(Stmt::UnknownAction(format!("xt target {name}: {reason}")));
@@ -1076,25 +1307,24 @@ fn lower_rule(expr: &[Value], ctx: &Ctx) -> Vec<Stmt> {
                     out.push(Stmt::Test(Test::Unknown { what: format!("xt match {name}"), reason }));
                 }
             }
-            "vmap" => lower_vmap(e, b, ctx, &mut out),
+            "vmap" => lower_vmap(e, b, ctx, out),
             "dnat" => out.push(nat_of(NatKind::Dnat, b)),
             "snat" => out.push(nat_of(NatKind::Snat, b)),
             "masquerade" => out.push(nat_of(NatKind::Masquerade, b)),
             "redirect" => out.push(nat_of(NatKind::Redirect, b)),
             "mangle" => {
-                let key = key_of(b.get("key").unwrap_or(&Value::Null));
-                match (key.fields.as_slice(), b.get("value").and_then(Value::as_u64)) {
+                let key = key_of(b.get("key").unwrap_or(V::null()));
+                match (key.fields.as_slice(), b.get("value").and_then(J::as_u64)) {
                     ([Field::Mark], Some(v)) => out.push(Stmt::SetMark { value: v as u32, mask: u32::MAX }),
-                    _ => out.push(Stmt::UnknownAction(format!("{}: its effect is not modelled", render_stmt(e)))),
+                    _ => out.push(Stmt::UnknownAction(format!("{}: its effect is not modelled", stmt_text(e)))),
                 }
             }
             "notrack" | "ct helper" | "ct timeout" | "ct expectation" | "flow" | "set" | "dup" | "fwd" | "secmark" => {
-                out.push(Stmt::Continue(render_stmt(e)))
+                out.push(Stmt::Continue(stmt_text(e)))
             }
-            _ => out.push(Stmt::Test(Test::Unknown { what: render_stmt(e), reason: format!("the {k:?} statement is not evaluated by hostreach") })),
+            _ => out.push(Stmt::Test(Test::Unknown { what: stmt_text(e), reason: format!("the {k:?} statement is not evaluated by hostreach") })),
         }
     }
-    out
 }
 
 /// The ruleset as common-model tables, all of backend `nftables` (the caller relabels iptables-nft ones).

@@ -1,0 +1,254 @@
+//! One read-only view of a JSON value for the nft reader, over two representations: a
+//! `serde_json::Value` tree (documents handed over as trees, named sets) and a simd-json tape
+//! (each rule of `nft -j` output, parsed into a reused flat buffer: no allocation per node, which
+//! was most of the time on 50,000 rules). Both answer the same way, down to the order of keys when
+//! a value is printed as JSON (sorted, as `serde_json::Value` prints them), so a rule reads the same
+//! whichever way it came.
+
+use serde_json::Value;
+use simd_json::prelude::ValueAsScalar;
+
+pub(crate) type Tape<'a> = simd_json::tape::Value<'a, 'a>;
+
+pub(crate) trait J<'a>: Copy + 'a {
+    /// JSON's null (what a missing key reads as where nft's own printer would print `null`).
+    fn null() -> Self;
+    fn as_str(self) -> Option<&'a str>;
+    fn as_u64(self) -> Option<u64>;
+    fn as_i64(self) -> Option<i64>;
+    fn as_bool(self) -> Option<bool>;
+    fn is_number(self) -> bool;
+    fn is_array(self) -> bool;
+    fn is_object(self) -> bool;
+    fn get(self, key: &str) -> Option<Self>;
+    /// An object's entries, in no particular order.
+    fn entries(self) -> impl Iterator<Item = (&'a str, Self)>;
+    /// An array's items (none for anything else).
+    fn items(self) -> impl Iterator<Item = Self>;
+    /// An array's length.
+    fn arr_len(self) -> Option<usize>;
+    /// An object's number of keys.
+    fn obj_len(self) -> Option<usize>;
+    /// Prints a number as serde_json does.
+    fn write_number(self, out: &mut String);
+
+    /// The object's first key and its value, as `serde_json::Value` orders keys (sorted): the
+    /// statement or expression an nft object stands for (nft writes one key).
+    fn entry(self) -> Option<(&'a str, Self)> {
+        self.entries().min_by(|a, b| a.0.cmp(b.0))
+    }
+    /// `[a, b]`.
+    fn pair(self) -> Option<(Self, Self)> {
+        if self.arr_len() != Some(2) {
+            return None;
+        }
+        let mut it = self.items();
+        Some((it.next()?, it.next()?))
+    }
+}
+
+static NULL: Value = Value::Null;
+
+impl<'a> J<'a> for &'a Value {
+    fn null() -> Self {
+        &NULL
+    }
+    fn as_str(self) -> Option<&'a str> {
+        Value::as_str(self)
+    }
+    fn as_u64(self) -> Option<u64> {
+        Value::as_u64(self)
+    }
+    fn as_i64(self) -> Option<i64> {
+        Value::as_i64(self)
+    }
+    fn as_bool(self) -> Option<bool> {
+        Value::as_bool(self)
+    }
+    fn is_number(self) -> bool {
+        Value::is_number(self)
+    }
+    fn is_array(self) -> bool {
+        Value::is_array(self)
+    }
+    fn is_object(self) -> bool {
+        Value::is_object(self)
+    }
+    fn get(self, key: &str) -> Option<Self> {
+        self.as_object()?.get(key)
+    }
+    fn entries(self) -> impl Iterator<Item = (&'a str, Self)> {
+        self.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v))
+    }
+    fn items(self) -> impl Iterator<Item = Self> {
+        self.as_array().into_iter().flatten()
+    }
+    fn arr_len(self) -> Option<usize> {
+        self.as_array().map(Vec::len)
+    }
+    fn obj_len(self) -> Option<usize> {
+        self.as_object().map(serde_json::Map::len)
+    }
+    fn write_number(self, out: &mut String) {
+        if let Value::Number(n) = self {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{n}");
+        }
+    }
+    fn entry(self) -> Option<(&'a str, Self)> {
+        self.as_object()?.iter().next().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl<'a> J<'a> for Tape<'a> {
+    fn null() -> Self {
+        simd_json::tape::Value::null()
+    }
+    fn as_str(self) -> Option<&'a str> {
+        simd_json::prelude::ValueIntoString::into_string(self)
+    }
+    fn as_u64(self) -> Option<u64> {
+        ValueAsScalar::as_u64(&self)
+    }
+    fn as_i64(self) -> Option<i64> {
+        ValueAsScalar::as_i64(&self)
+    }
+    fn as_bool(self) -> Option<bool> {
+        ValueAsScalar::as_bool(&self)
+    }
+    fn is_number(self) -> bool {
+        self.as_i64().is_some() || self.as_u64().is_some() || ValueAsScalar::as_f64(&self).is_some()
+    }
+    fn is_array(self) -> bool {
+        Tape::is_array(&self)
+    }
+    fn is_object(self) -> bool {
+        Tape::is_object(&self)
+    }
+    fn get(self, key: &str) -> Option<Self> {
+        Tape::get(&self, key)
+    }
+    fn entries(self) -> impl Iterator<Item = (&'a str, Self)> {
+        self.as_object().into_iter().flat_map(|o| o.iter())
+    }
+    fn items(self) -> impl Iterator<Item = Self> {
+        self.as_array().into_iter().flat_map(|a| a.iter())
+    }
+    fn arr_len(self) -> Option<usize> {
+        self.as_array().map(|a| a.len())
+    }
+    fn obj_len(self) -> Option<usize> {
+        self.as_object().map(|o| o.len())
+    }
+    fn entry(self) -> Option<(&'a str, Self)> {
+        let o = self.as_object()?;
+        let mut it = o.iter();
+        let first = it.next()?;
+        if o.len() == 1 {
+            return Some(first);
+        }
+        Some(it.fold(first, |m, e| if e.0 < m.0 { e } else { m }))
+    }
+    fn write_number(self, out: &mut String) {
+        use std::fmt::Write as _;
+        if let Some(n) = ValueAsScalar::as_u64(&self) {
+            let _ = write!(out, "{n}");
+        } else if let Some(n) = ValueAsScalar::as_i64(&self) {
+            let _ = write!(out, "{n}");
+        } else if let Some(n) = ValueAsScalar::as_f64(&self).and_then(serde_json::Number::from_f64) {
+            let _ = write!(out, "{n}");
+        }
+    }
+}
+
+/// Compact JSON, keys sorted (as `serde_json::to_string` prints a `Value`).
+pub(crate) fn write_json<'a, V: J<'a>>(v: V, out: &mut String) {
+    if let Some(s) = v.as_str() {
+        write_json_str(s, out);
+    } else if let Some(b) = v.as_bool() {
+        out.push_str(if b { "true" } else { "false" });
+    } else if v.is_number() {
+        v.write_number(out);
+    } else if v.is_array() {
+        out.push('[');
+        for (i, x) in v.items().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json(x, out);
+        }
+        out.push(']');
+    } else if v.is_object() {
+        let mut es: smallvec::SmallVec<[(&str, V); 4]> = v.entries().collect();
+        es.sort_by(|a, b| a.0.cmp(b.0));
+        out.push('{');
+        for (i, (k, x)) in es.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_str(k, out);
+            out.push(':');
+            write_json(x, out);
+        }
+        out.push('}');
+    } else {
+        out.push_str("null");
+    }
+}
+
+pub(crate) fn json_string<'a, V: J<'a>>(v: V) -> String {
+    let mut s = String::new();
+    write_json(v, &mut s);
+    s
+}
+
+fn write_json_str(s: &str, out: &mut String) {
+    // serde_json's own escaping, so both representations print alike
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(doc: &str, f: impl Fn(&str, &str)) {
+        let tree: Value = serde_json::from_str(doc).unwrap();
+        let mut buf = doc.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut buf).unwrap();
+        f(&json_string(&tree), &json_string(tape.as_value()));
+    }
+
+    #[test]
+    fn prints_alike() {
+        for doc in [
+            r#"{"b": 1, "a": [1, -2, 18446744073709551615, 1.5, 1e100, "x\"y\\z\u00e9\n"], "c": {"z": null, "y": true, "x": false}}"#,
+            r#"[]"#,
+            r#"{}"#,
+            r#""\u0001""#,
+            r#"-9223372036854775808"#,
+        ] {
+            both(doc, |a, b| assert_eq!(a, b, "{doc}"));
+        }
+    }
+
+    #[test]
+    fn reads_alike() {
+        let doc = r#"{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": {"set": [22, 80, -1]}}, "a": 1}"#;
+        let tree: Value = serde_json::from_str(doc).unwrap();
+        let mut buf = doc.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut buf).unwrap();
+        let t = tape.as_value();
+        assert_eq!(J::entry(&tree).map(|(k, _)| k), Some("a"));
+        assert_eq!(J::entry(t).map(|(k, _)| k), Some("a"));
+        let set_t: Vec<Option<u64>> = J::get(t, "match").unwrap().get("right").unwrap().get("set").unwrap().items().map(J::as_u64).collect();
+        let set_v: Vec<Option<u64>> = J::get(&tree, "match").unwrap().get("right").unwrap().get("set").unwrap().items().map(J::as_u64).collect();
+        assert_eq!(set_t, vec![Some(22), Some(80), None]);
+        assert_eq!(set_t, set_v);
+        assert_eq!(J::get(t, "match").unwrap().get("right").unwrap().get("set").unwrap().pair(), None);
+        assert_eq!(J::get(t, "match").unwrap().obj_len(), Some(3));
+        assert!(J::get(t, "nope").is_none());
+    }
+}
