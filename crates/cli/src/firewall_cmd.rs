@@ -197,14 +197,17 @@ fn explain(rt: &tokio::runtime::Runtime, a: &ExplainArgs, docker_host: Option<&s
     };
     // Docker's word on its firewall backend: only about this host's live rules.
     let docker = if saved { None } else { daemon_answer(rt, docker_host) };
-    // The path: given, or from this host's addresses.
+    // The path: given, or from this host's addresses (not read for saved rules of a given path:
+    // they say nothing about another host).
     let mut network = None;
-    let local: Option<Vec<IpAddr>> = match hostreach_collect::netlink::read_current() {
-        Ok(f) => {
+    let wants_local = a.path.is_none() || !saved;
+    let local: Option<Vec<IpAddr>> = match wants_local.then(hostreach_collect::netlink::read_current) {
+        None => None,
+        Some(Ok(f)) => {
             network = src_network(&f, &a.iif, a.src);
             Some(f.addresses.iter().map(|a| a.address).collect())
         }
-        Err(e) => {
+        Some(Err(e)) => {
             if a.path.is_none() {
                 return Err(exit::Failure::cannot(format!("cannot tell whether this host owns {} (give --path input|forward): {e}", a.dst)));
             }
@@ -229,8 +232,7 @@ fn explain(rt: &tokio::runtime::Runtime, a: &ExplainArgs, docker_host: Option<&s
         StateArg::Related => CtState::Related,
         StateArg::Invalid => CtState::Invalid,
     };
-    // Saved rules of another host: this host's addresses say nothing about it.
-    if a.path.is_none() || !saved {
+    if wants_local {
         pkt.local_addresses = local;
         pkt.src_network = network;
     }
@@ -238,5 +240,8 @@ fn explain(rt: &tokio::runtime::Runtime, a: &ExplainArgs, docker_host: Option<&s
     let mut e = hostreach_firewall::explain_with(&rules, &pkt, &cx);
     notes.append(&mut e.notes);
     e.notes = notes;
+    // The command ends with this answer: freeing tens of thousands of parsed rules one by one
+    // would only delay it (the process exits right after printing).
+    std::mem::forget(rules);
     Ok(e)
 }

@@ -37,6 +37,24 @@ pub(crate) trait J<'a>: Copy + 'a {
     fn entry(self) -> Option<(&'a str, Self)> {
         self.entries().min_by(|a, b| a.0.cmp(b.0))
     }
+    /// The values of `keys` in an object, found in one pass over its entries (the first of each
+    /// key, as [`J::get`] finds it).
+    fn fields<const N: usize>(self, keys: [&str; N]) -> [Option<Self>; N] {
+        let mut out = [None; N];
+        let mut left = N;
+        for (k, v) in self.entries() {
+            if let Some(i) = keys.iter().position(|x| *x == k)
+                && out[i].is_none()
+            {
+                out[i] = Some(v);
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        out
+    }
     /// `[a, b]`.
     fn pair(self) -> Option<(Self, Self)> {
         if self.arr_len() != Some(2) {
@@ -97,6 +115,9 @@ impl<'a> J<'a> for &'a Value {
     }
     fn entry(self) -> Option<(&'a str, Self)> {
         self.as_object()?.iter().next().map(|(k, v)| (k.as_str(), v))
+    }
+    fn fields<const N: usize>(self, keys: [&str; N]) -> [Option<Self>; N] {
+        keys.map(|k| J::get(self, k))
     }
 }
 
@@ -250,5 +271,11 @@ mod tests {
         assert_eq!(J::get(t, "match").unwrap().get("right").unwrap().get("set").unwrap().pair(), None);
         assert_eq!(J::get(t, "match").unwrap().obj_len(), Some(3));
         assert!(J::get(t, "nope").is_none());
+        let m = J::get(t, "match").unwrap();
+        let [op, right, nope] = m.fields(["op", "right", "nope"]);
+        assert_eq!((op.and_then(J::as_str), right.map(json_string), nope.is_none()), (Some("=="), Some(r#"{"set":[22,80,-1]}"#.to_string()), true));
+        let mv = J::get(&tree, "match").unwrap();
+        let [op, right, nope] = mv.fields(["op", "right", "nope"]);
+        assert_eq!((op.and_then(J::as_str), right.map(json_string), nope.is_none()), (Some("=="), Some(r#"{"set":[22,80,-1]}"#.to_string()), true));
     }
 }
