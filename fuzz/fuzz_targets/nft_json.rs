@@ -1,4 +1,5 @@
-//! `nft -j list ruleset` JSON: the parser never panics, and whatever parses can be explained.
+//! `nft -j list ruleset` JSON: the parser never panics, whatever parses can be explained, and
+//! reading a document in pieces (as big ones are, on all cores) reads it as one pass does.
 #![no_main]
 
 use hostreach_firewall::*;
@@ -6,6 +7,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    for piece in [1, 64, 512] {
+        assert!(nft::pieces_agree(text, piece), "read in {piece}-byte pieces differently");
+    }
     let Ok(rs) = nft::parse(text) else { return };
     let rs = Rulesets { iptables: vec![], nft: Some(rs) };
     for (path, dst) in [(PathKind::Input, "172.17.0.1"), (PathKind::Forward, "10.0.0.9")] {

@@ -2,9 +2,10 @@
 //!
 //! The `nftables` crate's typed schema deserialises the objects it models well (metainfo, tables,
 //! chains with their hook, priority, type and policy). Rule statements and set elements are read
-//! from `serde_json::Value`: the crate's untagged `Expression` refuses numbers above u32, has no
-//! model for several statements (`xt` carries no content), and the raw JSON is what the rule text
-//! is printed from. Anything not understood becomes a not-evaluable test, never a guess.
+//! as plain JSON (the crate's untagged `Expression` refuses numbers above u32, has no model for
+//! several statements — `xt` carries no content — and the raw JSON is what the rule text is
+//! printed from): from simd-json tapes for rules, or `serde_json::Value` trees, both through one
+//! view ([`crate::json::J`]). Anything not understood becomes a not-evaluable test, never a guess.
 
 use crate::error::ParseError;
 use crate::json::{self, J, json_string, write_json};
@@ -120,11 +121,11 @@ fn prio_of(v: &Value, family: Family, hook: Hook) -> Option<i32> {
 
 /// Parses `nft -j list ruleset` output.
 pub fn parse(json: &str) -> Result<NftRuleset, ParseError> {
-    // Fast path: find the items of the top-level array without building them (serde_json's
-    // RawValue), then build one item at a time (rules on all cores), so the whole document is never
-    // held as a tree: 50,000 rules as serde_json::Value take half a gigabyte, and zeroing those
-    // pages was most of the time. Anything unusual about the document takes the plain path, whose
-    // errors say what is wrong.
+    // The whole document is never held as a tree (50,000 rules as serde_json::Value take half a
+    // gigabyte). A big document is read in pieces on all cores (read_in_pieces); otherwise the
+    // elements of the top-level array are found without being built (serde_json's RawValue) and
+    // read one at a time, rules from a reused simd-json tape. Anything unusual about the document
+    // takes the plain path, whose errors say what is wrong.
     #[derive(Deserialize)]
     struct Top<'a> {
         #[serde(borrow)]
@@ -223,6 +224,22 @@ fn read_in_pieces(json: &str, piece: usize) -> Option<Vec<Piece>> {
         items.extend(r?);
     }
     Some(items)
+}
+
+/// For the fuzzer: reading `json` in pieces of `piece` bytes gives what reading it in one pass
+/// gives, or is refused.
+#[cfg(fuzzing)]
+pub fn pieces_agree(json: &str, piece: usize) -> bool {
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow)]
+        nftables: Vec<&'a serde_json::value::RawValue>,
+    }
+    match (read_in_pieces(json, piece), serde_json::from_str::<Top<'_>>(json)) {
+        (None, _) => true,
+        (Some(items), Ok(top)) => build_from(&items) == build_from(&top.nftables),
+        (Some(_), Err(_)) => false,
+    }
 }
 
 /// An element of the top-level array as read from a piece of the document.
@@ -335,7 +352,7 @@ pub fn from_owned(root: Value) -> Result<NftRuleset, ParseError> {
     from_value(&root)
 }
 
-/// One element of the top-level array: already a tree, or still raw text.
+/// One element of the top-level array: already a tree, still raw text, or read with its piece of the document.
 trait Item: Sync {
     /// Whether this is surely a `{"rule": ...}` object (for raw text, from its first key; the
     /// rest are read in pass 1, which passes on a rule it finds, and both passes refuse an
@@ -1540,6 +1557,8 @@ pub fn to_tables(rs: &NftRuleset) -> Vec<ir::Table> {
         .iter()
         .map(|t| {
             let mut table = ir::Table::new(Backend::Nftables, t.family, t.name.clone());
+            // one buffer for the texts: each becomes one allocation (the Arc), not two
+            let mut buf = String::new();
             for c in &t.chains {
                 let rules: Vec<ir::Rule> = c
                     .rules
@@ -1547,7 +1566,12 @@ pub fn to_tables(rs: &NftRuleset) -> Vec<ir::Table> {
                     .map(|r| ir::Rule {
                         stmts: r.stmts.clone(),
                         text: match r.handle {
-                            Some(h) => format!("{} # handle {h}", r.text).into(),
+                            Some(h) => {
+                                use std::fmt::Write as _;
+                                buf.clear();
+                                let _ = write!(buf, "{} # handle {h}", r.text);
+                                buf.as_str().into()
+                            }
                             None => r.text.as_str().into(),
                         },
                         line: None,
