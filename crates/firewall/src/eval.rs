@@ -134,6 +134,11 @@ pub struct Outcome {
     pub path: PathKind,
     /// The destination after DNAT, when it changed.
     pub dnat: Option<(IpAddr, Option<u16>)>,
+    /// Snapshots of the walk (chain entries, rules with unknown matches, rules that ended a base
+    /// chain), in order: walks that agree with this one up to one of them continue from it.
+    pub(crate) trace: Vec<Snap>,
+    /// For each point, the index in `trace` of the arrival at its rule.
+    pub(crate) point_snaps: Vec<usize>,
 }
 
 enum Tri {
@@ -153,6 +158,7 @@ enum Fv<'a> {
 }
 
 /// The packet as the walk rewrites it.
+#[derive(Clone, Copy)]
 struct St<'a> {
     pkt: &'a Packet,
     v6: bool,
@@ -166,6 +172,68 @@ struct St<'a> {
     path: PathKind,
     /// DNAT happened: --dst-type LOCAL is no longer known from the path alone.
     dst_rewritten: bool,
+}
+
+/// [`St`] without the packet it started as: what a [`Snap`] keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Saved {
+    src: IpAddr,
+    dst: IpAddr,
+    sport: Option<u16>,
+    dport: Option<u16>,
+    mark: u32,
+    ct_status: u32,
+    hook: Hook,
+    path: PathKind,
+    dst_rewritten: bool,
+}
+
+impl<'a> St<'a> {
+    fn new(pkt: &'a Packet) -> St<'a> {
+        St {
+            pkt,
+            v6: pkt.is_v6(),
+            src: pkt.src,
+            dst: pkt.dst,
+            sport: pkt.sport,
+            dport: pkt.dport,
+            mark: 0,
+            ct_status: 0,
+            hook: Hook::Prerouting,
+            path: pkt.path,
+            dst_rewritten: false,
+        }
+    }
+
+    fn save(&self) -> Saved {
+        Saved {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            mark: self.mark,
+            ct_status: self.ct_status,
+            hook: self.hook,
+            path: self.path,
+            dst_rewritten: self.dst_rewritten,
+        }
+    }
+
+    fn load(pkt: &'a Packet, s: &Saved) -> St<'a> {
+        St {
+            pkt,
+            v6: pkt.is_v6(),
+            src: s.src,
+            dst: s.dst,
+            sport: s.sport,
+            dport: s.dport,
+            mark: s.mark,
+            ct_status: s.ct_status,
+            hook: s.hook,
+            path: s.path,
+            dst_rewritten: s.dst_rewritten,
+        }
+    }
 }
 
 impl St<'_> {
@@ -322,22 +390,139 @@ enum End {
     Queue(Decider),
 }
 
+/// A rule inserted into a chain of the model, as a fix would put it: the walk sees it where it
+/// goes, and the model is not copied. Inserts apply in order, each `pos` counted in the chain as
+/// the inserts before it left it (and at most its length then).
+#[derive(Debug, Clone)]
+pub(crate) struct Insert {
+    pub ti: usize,
+    pub ci: usize,
+    pub pos: usize,
+    pub rule: ir::Rule,
+}
+
+/// The length of a chain with the inserts.
+pub(crate) fn chain_len(tables: &[Table], patch: &[Insert], ti: usize, ci: usize) -> usize {
+    tables[ti].chains[ci].rules.len() + patch.iter().filter(|p| p.ti == ti && p.ci == ci).count()
+}
+
+/// Rule `ri` of a chain with the inserts.
+fn rule_at<'m>(tables: &'m [Table], patch: &'m [Insert], ti: usize, ci: usize, ri: usize) -> Option<&'m ir::Rule> {
+    let rules = &tables[ti].chains[ci].rules;
+    if patch.is_empty() {
+        return rules.get(ri);
+    }
+    let mut i = ri;
+    for p in patch.iter().rev() {
+        if p.ti == ti && p.ci == ci {
+            if i == p.pos {
+                return Some(&p.rule);
+            }
+            if i > p.pos {
+                i -= 1;
+            }
+        }
+    }
+    rules.get(i)
+}
+
+/// The whole state of a walk as it arrives at a rule (or at the end of a chain): a walk that
+/// agrees with this one up to here (another model that differs only from here on, other choices
+/// from this rule's unknown matches on) continues from it instead of walking the rules before
+/// again. The walk, points and notes so far are the first `*_len` of the walk's own.
+#[derive(Debug, Clone)]
+pub(crate) struct Snap {
+    /// The arrival at a chain's first position (a jump, a goto, a base chain's start); otherwise
+    /// at a rule that met an unknown match or ended its base chain.
+    pub(crate) entry: bool,
+    pub(crate) ti: usize,
+    pub(crate) ci: usize,
+    pub(crate) ri: usize,
+    st: Saved,
+    hooks: HookList,
+    hi: usize,
+    k: usize,
+    nat_done: bool,
+    filter_accept: Option<Decider>,
+    /// Frames (chain, next rule); the last is (ci, ri).
+    stack: Vec<(usize, usize)>,
+    n_points: usize,
+    steps: usize,
+    walk_len: usize,
+    points_len: usize,
+    notes_len: usize,
+}
+
+type HookList = smallvec::SmallVec<[Hook; 4]>;
+
+/// The counters as a rule is reached, to snapshot the arrival once the rule turns out to need it.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    st: St<'a>,
+    n_points: usize,
+    steps: usize,
+    walk_len: usize,
+    points_len: usize,
+    notes_len: usize,
+}
+
 struct Walker<'m> {
     tables: &'m [Table],
+    patch: &'m [Insert],
     choices: &'m [bool],
     n_points: usize,
     points: Vec<Point>,
     walk: Vec<Step>,
     notes: Vec<String>,
     steps: usize,
+    trace: Vec<Snap>,
+    /// For each point, the snapshot of the arrival at its rule.
+    point_snaps: Vec<usize>,
+    // Where the walk is: the hooks of the path, the hook, the base chain on it.
+    hooks: HookList,
+    hi: usize,
+    k: usize,
+    nat_done: bool,
+    filter_accept: Option<Decider>,
 }
 
-impl Walker<'_> {
+impl<'m> Walker<'m> {
     /// The next unknown point: true when this walk takes it as matching.
     fn choose(&mut self) -> bool {
         let c = self.choices.get(self.n_points).copied().unwrap_or(false);
         self.n_points += 1;
         c
+    }
+
+    fn arrival<'a>(&self, st: &St<'a>) -> Arrival<'a> {
+        Arrival { st: *st, n_points: self.n_points, steps: self.steps, walk_len: self.walk.len(), points_len: self.points.len(), notes_len: self.notes.len() }
+    }
+
+    /// Records the arrival at frame `stack`'s top, at rule `ri` of its chain; returns its index.
+    fn snap(&mut self, entry: bool, ti: usize, stack: &[(usize, usize)], ri: usize, a: &Arrival) -> usize {
+        let mut stack = stack.to_vec();
+        let top = stack.last_mut().expect("frame");
+        top.1 = ri;
+        let ci = top.0;
+        self.trace.push(Snap {
+            entry,
+            ti,
+            ci,
+            ri,
+            st: a.st.save(),
+            hooks: self.hooks.clone(),
+            hi: self.hi,
+            k: self.k,
+            nat_done: self.nat_done,
+            filter_accept: self.filter_accept.clone(),
+            stack,
+            n_points: a.n_points,
+            steps: a.steps,
+            walk_len: a.walk_len,
+            points_len: a.points_len,
+            notes_len: a.notes_len,
+        });
+        self.trace.len() - 1
     }
 
     fn step(&mut self, st: &St, t: &Table, chain: &str, event: Event, rule: Option<&ir::Rule>, detail: Option<String>) {
@@ -375,22 +560,36 @@ impl Walker<'_> {
         }
     }
 
-    /// Walks one base chain. Returns how it ended, and whether a NAT statement set up a mapping.
-    fn run_base(&mut self, ti: usize, ci: usize, st: &mut St) -> (End, bool) {
-        let t = &self.tables[ti];
+    /// Walks one base chain, from its start or (`stack`) from a snapshot inside it. Returns how it
+    /// ended, and whether a NAT statement set up a mapping.
+    fn run_base(&mut self, ti: usize, ci: usize, st: &mut St<'m>, stack: Option<Vec<(usize, usize)>>) -> (End, bool) {
+        let tables: &'m [Table] = self.tables;
+        let patch: &'m [Insert] = self.patch;
+        let t = &tables[ti];
         let base = &t.chains[ci];
-        self.step(st, t, &base.name, Event::Enter, None, base.base.as_ref().map(|b| format!("hook {} priority {}", b.hook.as_str(), b.prio)));
         // (chain index, next rule index)
-        let mut stack: Vec<(usize, usize)> = vec![(ci, 0)];
+        let mut stack = match stack {
+            Some(s) => s,
+            None => {
+                self.step(st, t, &base.name, Event::Enter, None, base.base.as_ref().map(|b| format!("hook {} priority {}", b.hook.as_str(), b.prio)));
+                vec![(ci, 0)]
+            }
+        };
         loop {
+            let Some(&(cur, ri)) = stack.last() else { unreachable!() };
+            let arrived = self.arrival(st);
+            if ri == 0 {
+                self.snap(true, ti, &stack, ri, &arrived);
+            }
+            // the arrival's snapshot, once taken
+            let mut snapped: Option<usize> = None;
             self.steps += 1;
             if self.steps > MAX_STEPS {
                 self.notes.push("the walk took too many steps (a loop between chains?); it stopped at the base chain's policy".into());
                 return (self.policy_end(ti, ci, st), false);
             }
-            let Some(&(cur, ri)) = stack.last() else { unreachable!() };
             let chain = &t.chains[cur];
-            if ri >= chain.rules.len() {
+            let Some(rule) = rule_at(tables, patch, ti, cur, ri) else {
                 if stack.len() == 1 {
                     return (self.policy_end(ti, ci, st), false);
                 }
@@ -398,9 +597,8 @@ impl Walker<'_> {
                 let back = &t.chains[stack.last().expect("caller").0].name;
                 self.step(st, t, &chain.name, Event::Return, None, Some(format!("end of chain, back to {back}")));
                 continue;
-            }
+            };
             stack.last_mut().expect("frame").1 += 1;
-            let rule = &chain.rules[ri];
             let mut next_rule = false;
             for s in rule.stmts.iter() {
                 match s {
@@ -420,6 +618,8 @@ impl Walker<'_> {
                                 Test::Match { key, .. } => key.iter().map(field_name).collect::<Vec<_>>().join(" . "),
                                 Test::Assume { what, .. } => what.clone(),
                             };
+                            let at = *snapped.get_or_insert_with(|| self.snap(false, ti, &stack, ri, &arrived));
+                            self.point_snaps.push(at);
                             let taken = self.choose();
                             self.points.push(Point {
                                 backend: t.backend,
@@ -455,6 +655,8 @@ impl Walker<'_> {
                                 }
                                 Err(reason) => {
                                     // a map lookup has no single "matching" branch: this walk takes no element
+                                    let at = *snapped.get_or_insert_with(|| self.snap(false, ti, &stack, ri, &arrived));
+                                    self.point_snaps.push(at);
                                     self.choose();
                                     self.points.push(Point {
                                         backend: t.backend,
@@ -479,6 +681,9 @@ impl Walker<'_> {
                             },
                             _ => unreachable!(),
                         };
+                        if matches!(v, Verdict::Accept | Verdict::Drop | Verdict::Reject(_) | Verdict::Queue) && snapped.is_none() {
+                            snapped = Some(self.snap(false, ti, &stack, ri, &arrived));
+                        }
                         match v {
                             Verdict::Continue => {}
                             Verdict::Accept => {
@@ -535,6 +740,9 @@ impl Walker<'_> {
                         }
                     }
                     Stmt::Nat(nat) => {
+                        if snapped.is_none() {
+                            self.snap(false, ti, &stack, ri, &arrived);
+                        }
                         let detail = apply_nat(st, nat);
                         self.step(st, t, &chain.name, Event::Nat, Some(rule), Some(detail));
                         return (End::Accept(self.decider(ti, t, chain, base, st, Some((ri, rule)))), true);
@@ -672,46 +880,86 @@ fn base_chains(tables: &[Table], hook: Hook, v6: bool) -> Vec<(usize, usize)> {
 
 /// One walk, with the unknown matches decided by `choices` (in the order they are met; missing = not matching).
 pub fn walk(tables: &[Table], pkt: &Packet, choices: &[bool]) -> Outcome {
+    walk_from(tables, &[], pkt, choices, None)
+}
+
+/// One walk of the model with `patch` inserted. With `from` = (an outcome, a snapshot of its
+/// trace), the walk continues from that snapshot, keeping what the outcome's walk had done up to
+/// it: the caller knows the two walks agree up to there (same model, packet and choices before it).
+pub(crate) fn walk_from(tables: &[Table], patch: &[Insert], pkt: &Packet, choices: &[bool], from: Option<(&Outcome, usize)>) -> Outcome {
     let v6 = pkt.is_v6();
-    let mut st = St {
-        pkt,
-        v6,
-        src: pkt.src,
-        dst: pkt.dst,
-        sport: pkt.sport,
-        dport: pkt.dport,
-        mark: 0,
-        ct_status: 0,
-        hook: Hook::Prerouting,
-        path: pkt.path,
-        dst_rewritten: false,
+    let (mut w, mut st, mut resume) = match from {
+        None => (
+            Walker {
+                tables,
+                patch,
+                choices,
+                n_points: 0,
+                points: Vec::new(),
+                walk: Vec::new(),
+                notes: Vec::new(),
+                steps: 0,
+                trace: Vec::new(),
+                point_snaps: Vec::new(),
+                hooks: Hook::path(pkt.path).iter().copied().collect(),
+                hi: 0,
+                k: 0,
+                nat_done: false,
+                filter_accept: None,
+            },
+            St::new(pkt),
+            None,
+        ),
+        Some((o, si)) => {
+            let s = &o.trace[si];
+            (
+                Walker {
+                    tables,
+                    patch,
+                    choices,
+                    n_points: s.n_points,
+                    points: o.points[..s.points_len].to_vec(),
+                    walk: o.walk[..s.walk_len].to_vec(),
+                    notes: o.notes[..s.notes_len].to_vec(),
+                    steps: s.steps,
+                    trace: o.trace[..si].to_vec(),
+                    point_snaps: o.point_snaps[..s.points_len].to_vec(),
+                    hooks: s.hooks.clone(),
+                    hi: s.hi,
+                    k: s.k,
+                    nat_done: s.nat_done,
+                    filter_accept: s.filter_accept.clone(),
+                },
+                St::load(pkt, &s.st),
+                Some(s.stack.clone()),
+            )
+        }
     };
-    let mut w = Walker { tables, choices, n_points: 0, points: Vec::new(), walk: Vec::new(), notes: Vec::new(), steps: 0 };
-    let mut filter_accept: Option<Decider> = None;
-    let mut hooks: Vec<Hook> = Hook::path(pkt.path).to_vec();
-    let mut i = 0;
-    while i < hooks.len() {
-        let hook = hooks[i];
+    while w.hi < w.hooks.len() {
+        let hook = w.hooks[w.hi];
         st.hook = hook;
-        let mut nat_done = false;
-        for (ti, ci) in base_chains(tables, hook, v6) {
+        let bases = base_chains(tables, hook, v6);
+        while w.k < bases.len() {
+            let (ti, ci) = bases[w.k];
             let t = &tables[ti];
             let b = t.chains[ci].base.clone().expect("base");
-            if b.kind == ChainKind::Nat {
+            let stack = resume.take();
+            if stack.is_none() && b.kind == ChainKind::Nat {
                 let why = if pkt.ct_state != CtState::New {
                     Some("nat chains see only the first packet of a connection")
-                } else if nat_done {
+                } else if w.nat_done {
                     Some("NAT is already set up for this connection on this hook")
                 } else {
                     None
                 };
                 if let Some(why) = why {
                     w.step(&st, t, &t.chains[ci].name, Event::Skip, None, Some(why.into()));
+                    w.k += 1;
                     continue;
                 }
             }
-            let (end, nat) = w.run_base(ti, ci, &mut st);
-            nat_done |= nat;
+            let (end, nat) = w.run_base(ti, ci, &mut st, stack);
+            w.nat_done |= nat;
             let chain_name = t.chains[ci].name.clone();
             match end {
                 End::Accept(d) => {
@@ -719,9 +967,9 @@ pub fn walk(tables: &[Table], pkt: &Packet, choices: &[bool]) -> Outcome {
                     // The accept that decides: on the filter hook, from a filter chain; a rule's
                     // accept outranks a policy's.
                     if matches!(hook, Hook::Input | Hook::Forward) && b.kind != ChainKind::Nat {
-                        let keep_rule = filter_accept.as_ref().is_some_and(|f: &Decider| !f.policy) && d.policy;
+                        let keep_rule = w.filter_accept.as_ref().is_some_and(|f: &Decider| !f.policy) && d.policy;
                         if !keep_rule {
-                            filter_accept = Some(d);
+                            w.filter_accept = Some(d);
                         }
                     }
                 }
@@ -738,6 +986,7 @@ pub fn walk(tables: &[Table], pkt: &Packet, choices: &[bool]) -> Outcome {
                     return finish(w, Decision::Queue, None, Some(d), &st);
                 }
             }
+            w.k += 1;
         }
         if hook == Hook::Prerouting {
             // The routing decision, with the destination as PREROUTING left it.
@@ -747,7 +996,7 @@ pub fn walk(tables: &[Table], pkt: &Packet, choices: &[bool]) -> Outcome {
                     let new_path = if local.contains(&st.dst) || st.dst.is_loopback() { PathKind::Input } else { PathKind::Forward };
                     if new_path != st.path {
                         st.path = new_path;
-                        hooks = std::iter::once(Hook::Prerouting).chain(Hook::path(new_path)[1..].iter().copied()).collect();
+                        w.hooks = std::iter::once(Hook::Prerouting).chain(Hook::path(new_path)[1..].iter().copied()).collect();
                     }
                 } else {
                     w.notes.push(format!(
@@ -779,9 +1028,12 @@ pub fn walk(tables: &[Table], pkt: &Packet, choices: &[bool]) -> Outcome {
                 detail,
             });
         }
-        i += 1;
+        w.hi += 1;
+        w.k = 0;
+        w.nat_done = false;
     }
-    finish(w, Decision::Accept, None, filter_accept, &st)
+    let decider = w.filter_accept.take();
+    finish(w, Decision::Accept, None, decider, &st)
 }
 
 fn finish(w: Walker, decision: Decision, reject_with: Option<String>, decider: Option<Decider>, st: &St) -> Outcome {
@@ -794,7 +1046,41 @@ fn finish(w: Walker, decision: Decision, reject_with: Option<String>, decider: O
         notes: w.notes,
         path: st.path,
         dnat: if st.dst_rewritten || st.dport != st.pkt.dport { Some((st.dst, st.dport)) } else { None },
+        trace: w.trace,
+        point_snaps: w.point_snaps,
     }
+}
+
+/// Where a walk of the model with `ins` inserted (after the inserts `o`'s walk had) first differs
+/// from `o`'s walk: its first arrival where the rule goes.
+pub(crate) enum Divergence {
+    /// The walk never gets there: it is `o`'s walk.
+    Never,
+    /// It gets there at this snapshot of `o`'s trace: continue from it.
+    At(usize),
+    /// Not known from the trace.
+    Unknown,
+}
+
+pub(crate) fn divergence(o: &Outcome, ins: &Insert) -> Divergence {
+    // Frames always start at a chain's first rule and go forward one rule at a time, so the first
+    // arrival at rule `pos` is in the first frame of the chain that reaches it; a snapshot of an
+    // arrival at `pos` in the chain's only frame so far is that first arrival.
+    let mut entries = 0;
+    for (i, s) in o.trace.iter().enumerate() {
+        if s.ti != ins.ti || s.ci != ins.ci {
+            continue;
+        }
+        if s.entry {
+            entries += 1;
+            if ins.pos == 0 {
+                return Divergence::At(i);
+            }
+        } else if s.ri == ins.pos && entries == 1 {
+            return Divergence::At(i);
+        }
+    }
+    if entries == 0 { Divergence::Never } else { Divergence::Unknown }
 }
 
 /// A point and what the decision would be if it matched (the other unknown ones not matching).
@@ -823,23 +1109,32 @@ pub fn explore(tables: &[Table], pkt: &Packet) -> Explored {
     let main = walk(tables, pkt, &[]);
     let mut possible = vec![main.decision.clone()];
     let mut points = Vec::new();
-    // Each point alone.
+    // Each point alone. That walk agrees with the main walk up to the point's rule, and continues
+    // from there. The first ones are also the first combinations below: they are kept for them.
+    let mut alone: Vec<Option<Outcome>> = Vec::new();
     for (j, p) in main.points.iter().enumerate() {
         let mut c = vec![false; j];
         c.push(true);
-        let o = walk(tables, pkt, &c);
+        let o = walk_from(tables, &[], pkt, &c, Some((&main, main.point_snaps[j])));
         points.push(PointOutcome {
             point: p.clone(),
             if_matches: o.decision.clone(),
             if_matches_rule: o.decider.as_ref().map(|d| d.rule.clone()),
             if_not: main.decision.clone(),
         });
+        if j < MAX_WALKS {
+            alone.push(Some(o));
+        }
     }
-    // Every combination, depth first, bounded.
+    // Every combination, depth first, bounded. A walk taking one more point as matching agrees
+    // with the walk it extends up to that point's rule, and continues from there.
     let mut runs = 1;
     let mut complete = true;
-    let mut queue: Vec<(Vec<bool>, usize)> = vec![(Vec::new(), main.points.len())];
-    while let Some((prefix, k)) = queue.pop() {
+    // (choices, their walk; None: the main walk)
+    let mut queue: Vec<(Vec<bool>, Option<Outcome>)> = vec![(Vec::new(), None)];
+    while let Some((prefix, parent)) = queue.pop() {
+        let from = parent.as_ref().unwrap_or(&main);
+        let k = from.points.len();
         for j in prefix.len()..k {
             if runs >= MAX_WALKS {
                 complete = false;
@@ -848,12 +1143,15 @@ pub fn explore(tables: &[Table], pkt: &Packet) -> Explored {
             let mut c = prefix.clone();
             c.resize(j, false);
             c.push(true);
-            let o = walk(tables, pkt, &c);
+            let o = match (&parent, alone.get_mut(j).and_then(Option::take)) {
+                (None, Some(o)) => o,
+                _ => walk_from(tables, &[], pkt, &c, Some((from, from.point_snaps[j]))),
+            };
             runs += 1;
             if !possible.contains(&o.decision) {
                 possible.push(o.decision.clone());
             }
-            queue.push((c, o.points.len()));
+            queue.push((c, Some(o)));
         }
         if !complete {
             break;

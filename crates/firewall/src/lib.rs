@@ -239,7 +239,8 @@ fn explain_tables(tables: &[ir::Table], packet: &Packet, notes: &mut Vec<String>
     let detected = manager::detect(tables);
     let (backend, backend_notes) = docker::firewall_backend(&detected, cx.docker.as_ref());
     let hints = manager::Hints { docker_nftables: backend.as_ref().is_some_and(|b| b.is_nftables()), ufw_ipv6: cx.ufw.as_ref().and_then(|u| u.ipv6()) };
-    let (fixes, fix_notes) = manager::fixes_with(tables, packet, main, &detected, &hints);
+    // `main` is `eval::walk(tables, packet, &[])`: the fixes' walks continue from it.
+    let (fixes, fix_notes) = manager::fixes_continued(tables, packet, main, &detected, &hints);
     notes.extend(main.notes.iter().cloned());
     notes.extend(fix_notes);
     notes.extend(backend_notes);

@@ -415,38 +415,56 @@ pub fn fixes(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: 
 
 /// [`fixes`], knowing more about the host than its rules (Docker's backend, UFW's IPV6 setting).
 pub fn fixes_with(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: &[Detected], hints: &Hints) -> (Vec<Fix>, Vec<String>) {
+    fixes_impl(tables, pkt, outcome, detected, hints, false)
+}
+
+/// [`fixes_with`] for an `outcome` that is `eval::walk(tables, pkt, &[])`: each fix is verified by
+/// a walk that continues from where it first differs from the walk before it (the rules before the
+/// fix's rule are not walked again).
+pub(crate) fn fixes_continued(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: &[Detected], hints: &Hints) -> (Vec<Fix>, Vec<String>) {
+    fixes_impl(tables, pkt, outcome, detected, hints, true)
+}
+
+fn fixes_impl(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected: &[Detected], hints: &Hints, continued: bool) -> (Vec<Fix>, Vec<String>) {
     let mut fixes = Vec::new();
     let mut notes = Vec::new();
     if !matches!(outcome.decision, Decision::Drop | Decision::Reject) {
         return (fixes, notes);
     }
     let Some(first) = outcome.decider.clone() else { return (fixes, notes) };
-    let mut model: Option<Vec<Table>> = None;
+    // The fixes so far, as rules inserted into the model (which is not copied).
+    let mut patch: Vec<eval::Insert> = Vec::new();
+    // The walk of the model with the fixes so far (None: `outcome`).
+    let mut last: Option<eval::Outcome> = None;
     let mut d = first;
-    let mut walk = outcome.walk.clone();
-    let mut path = outcome.path;
     for round in 0..4 {
-        let cur: &[Table] = model.as_deref().unwrap_or(tables);
+        let prev = last.as_ref().unwrap_or(outcome);
         let own = owner(&d, detected);
-        let changes = change_for(cur, &d, own, pkt, &walk, path, hints);
-        let mut applied = false;
-        let mut m = model.take().unwrap_or_else(|| tables.to_vec());
+        // Inserted rules add no chain: the fix is found in the model as it was.
+        let changes = change_for(tables, &d, own, pkt, &prev.walk, prev.path, hints);
+        let before = patch.len();
         let mut round_fixes = Vec::new();
         for c in changes {
             if let Some((ti, chain, pos, rule)) = c.insert
-                && let Some(ci) = m[ti].chain_idx(&chain) {
-                    let rules = &mut m[ti].chains[ci].rules;
-                    rules.insert(pos.min(rules.len()), rule);
-                    applied = true;
+                && let Some(ci) = tables[ti].chain_idx(&chain) {
+                    let pos = pos.min(eval::chain_len(tables, &patch, ti, ci));
+                    patch.push(eval::Insert { ti, ci, pos, rule });
                 }
             round_fixes.push(c.fix);
         }
         fixes.extend(round_fixes);
-        if !applied {
+        if patch.len() == before {
             break;
         }
-        let o = eval::walk(&m, pkt, &[]);
-        model = Some(m);
+        let from = match &patch[before..] {
+            [ins] if continued => eval::divergence(prev, ins),
+            _ => eval::Divergence::Unknown,
+        };
+        let o = match from {
+            eval::Divergence::Never => prev.clone(),
+            eval::Divergence::At(si) => eval::walk_from(tables, &patch, pkt, &[], Some((prev, si))),
+            eval::Divergence::Unknown => eval::walk_from(tables, &patch, pkt, &[], None),
+        };
         match o.decision {
             Decision::Accept | Decision::Queue => {
                 let n = fixes.len();
@@ -464,8 +482,7 @@ pub fn fixes_with(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detec
                     notes.push(format!("even with these fixes, {} {} {} still drops it: {}", nd.backend, nd.table, nd.chain, nd.rule));
                 }
                 d = nd;
-                walk = o.walk;
-                path = o.path;
+                last = Some(o);
             }
         }
     }
@@ -492,4 +509,362 @@ pub fn fixes_with(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detec
         notes.push("iptables and nft commands change the running rules only: save them where your system restores rules at boot".into());
     }
     (fixes, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The walks that continue from a snapshot, and the fixes walked on inserted rules, against
+    //! whole walks of a copied model (what they replaced), on generated models.
+    use super::*;
+    use crate::eval::{Outcome, PointOutcome};
+    use crate::ir::{Base, Chain, ChainKind, Family, Hook, NatKind, Policy};
+    use crate::packet::{CtState, Proto};
+    use proptest::prelude::*;
+
+    const USER: &[&str] = &["u0", "u1", "DOCKER-USER", "ufw-user-input", "IN_public_allow", "ufw-user-forward"];
+
+    fn m(key: Field, neg: bool, v: Val) -> Stmt {
+        Stmt::Test(Test::Match { key: smallvec![key], neg, any: smallvec![smallvec![v]] })
+    }
+
+    fn test_stmt() -> impl Strategy<Value = Stmt> {
+        prop_oneof![
+            (any::<bool>(), prop::sample::select(vec!["docker0", "eth0", "docker"])).prop_map(|(n, i)| m(
+                Field::Iif,
+                n,
+                Val::Iface { name: i.into(), wildcard: i == "docker" }
+            )),
+            any::<bool>().prop_map(|n| m(Field::Saddr, n, crate::ir::parse_net("172.17.0.0/16").unwrap())),
+            (any::<bool>(), prop::sample::select(vec![22u64, 5432, 80])).prop_map(|(n, p)| m(Field::Dport(Some(6)), n, Val::num(p))),
+            any::<bool>().prop_map(|n| m(Field::Sport(None), n, Val::num(40000))),
+            any::<bool>().prop_map(|n| m(Field::Oif, n, Val::Iface { name: "docker0".into(), wildcard: false })),
+            any::<bool>().prop_map(|n| m(Field::Mark, n, Val::Masked { value: 1, mask: 1 })),
+            any::<bool>().prop_map(|n| m(Field::CtState, n, Val::Flags(ir::ct::NEW))),
+            any::<bool>().prop_map(|n| m(Field::Daddr, n, crate::ir::parse_net("10.0.0.1").unwrap())),
+            Just(Stmt::Test(Test::Unknown { what: "match-set x src".into(), reason: "ipset contents".into() })),
+            Just(Stmt::Test(Test::Assume { what: "limit".into(), note: "a rate".into() })),
+            Just(Stmt::SetMark { value: 1, mask: 0xffff_ffff }),
+            Just(Stmt::Continue("LOG --log-prefix x".into())),
+            Just(Stmt::UnknownAction("TPROXY".into())),
+        ]
+    }
+
+    fn verdict(ci: usize, n: usize) -> impl Strategy<Value = Option<Stmt>> {
+        // jumps only forward (no loops between chains)
+        let later: Vec<String> = (ci + 1..n).map(|c| format!("c{c}")).collect();
+        let target = if later.is_empty() { Just("nowhere".to_string()).boxed() } else { prop::sample::select(later).boxed() };
+        prop::option::of(prop_oneof![
+            Just(Stmt::Verdict(Verdict::Accept)),
+            Just(Stmt::Verdict(Verdict::Drop)),
+            Just(Stmt::Verdict(Verdict::Reject("tcp-reset".into()))),
+            Just(Stmt::Verdict(Verdict::Return)),
+            Just(Stmt::Verdict(Verdict::Queue)),
+            Just(Stmt::Verdict(Verdict::Continue)),
+            target.clone().prop_map(|t| Stmt::Verdict(Verdict::Jump(t))),
+            target.clone().prop_map(|t| Stmt::Verdict(Verdict::Goto(t))),
+            target.prop_map(|t| Stmt::Vmap {
+                key: vec![Field::Sport(None)],
+                entries: vec![(vec![Val::num(40000)], Verdict::Jump(t)), (vec![Val::num(1)], Verdict::Drop)],
+            }),
+            Just(Stmt::Vmap { key: vec![Field::Iif], entries: vec![(vec![Val::Iface { name: "docker0".into(), wildcard: false }], Verdict::Drop)] }),
+            Just(Stmt::Nat(ir::Nat { kind: NatKind::Dnat, addr: Some("10.0.0.1".parse().unwrap()), port: Some(80) })),
+        ])
+    }
+
+    /// A chain: its rules, and whether it is a base chain (hook, priority, policy drop, nat).
+    type GenChain = (Vec<Vec<Stmt>>, Option<(Hook, i32, bool, bool)>);
+
+    fn chain(ci: usize, n: usize) -> impl Strategy<Value = GenChain> {
+        (
+            prop::collection::vec((prop::collection::vec(test_stmt(), 0..3), verdict(ci, n)), 0..6),
+            prop::option::weighted(if ci == 0 { 0.95 } else { 0.4 }, (
+                prop::sample::select(vec![Hook::Prerouting, Hook::Input, Hook::Input, Hook::Forward, Hook::Forward, Hook::Postrouting]),
+                prop::sample::select(vec![-100, 0, 10]),
+                any::<bool>(),
+                any::<bool>(),
+            )),
+        )
+            .prop_map(|(rules, base)| {
+                let rules = rules
+                    .into_iter()
+                    .map(|(mut tests, v)| {
+                        tests.extend(v);
+                        tests
+                    })
+                    .collect();
+                (rules, base)
+            })
+    }
+
+    fn table() -> impl Strategy<Value = Table> {
+        (2usize..6)
+            .prop_flat_map(|n| {
+                (
+                    prop::sample::select(vec![Backend::IptablesNft, Backend::IptablesLegacy, Backend::Nftables]),
+                    prop::sample::select(vec!["filter", "nat", "raw", "firewalld", "t"]),
+                    (0..n).map(|ci| chain(ci, n)).collect::<Vec<_>>(),
+                    prop::sample::subsequence(USER.to_vec(), 0..3),
+                )
+            })
+            .prop_map(|(backend, name, chains, user)| {
+                let mut t = Table::new(backend, if backend == Backend::Nftables { Family::Inet } else { Family::Ip }, name);
+                let n = chains.len();
+                for (ci, (rules, base)) in chains.into_iter().enumerate() {
+                    let rules = rules
+                        .into_iter()
+                        .enumerate()
+                        .map(|(ri, stmts)| ir::Rule {
+                            stmts: stmts.into(),
+                            text: format!("{name} c{ci} #{ri}").into(),
+                            line: Some(ci * 100 + ri),
+                            handle: Some((ci * 100 + ri) as u64),
+                            counters: None,
+                        })
+                        .collect();
+                    let base = base.map(|(hook, prio, drop, nat)| Base {
+                        hook,
+                        prio,
+                        policy: if drop { Policy::Drop } else { Policy::Accept },
+                        kind: if nat { ChainKind::Nat } else { ChainKind::Filter },
+                    });
+                    let policy_text = format!("-P c{ci}");
+                    t.push_chain(Chain { name: format!("c{ci}"), rules, base, policy_text });
+                }
+                // well-known names for some chains (the fixes put their rules in them), keeping jumps by name
+                for (i, u) in user.into_iter().enumerate() {
+                    let ci = n - 1 - i;
+                    if ci == 0 {
+                        break;
+                    }
+                    let old = std::mem::replace(&mut t.chains[ci].name, u.to_string());
+                    t.index.remove(&old);
+                    t.index.insert(u.to_string(), ci);
+                    for c in &mut t.chains {
+                        for r in &mut c.rules {
+                            let stmts: Vec<Stmt> = r
+                                .stmts
+                                .iter()
+                                .map(|s| match s {
+                                    Stmt::Verdict(Verdict::Jump(x)) if *x == old => Stmt::Verdict(Verdict::Jump(u.to_string())),
+                                    Stmt::Verdict(Verdict::Goto(x)) if *x == old => Stmt::Verdict(Verdict::Goto(u.to_string())),
+                                    s => s.clone(),
+                                })
+                                .collect();
+                            r.stmts = stmts.into();
+                        }
+                    }
+                }
+                t
+            })
+    }
+
+    fn packet() -> impl Strategy<Value = Packet> {
+        (
+            prop::sample::select(vec!["docker0", "eth0"]),
+            any::<bool>(),
+            prop::option::weighted(0.3, Just(40000u16)),
+            prop::sample::select(vec![Proto::Tcp, Proto::Udp, Proto::Icmp]),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(iif, fwd, sport, proto, est, oif)| {
+                let mut p = Packet::new(
+                    iif,
+                    "172.17.0.2".parse().unwrap(),
+                    "172.17.0.1".parse().unwrap(),
+                    proto,
+                    proto.has_ports().then_some(5432),
+                    if fwd { PathKind::Forward } else { PathKind::Input },
+                );
+                p.sport = if proto.has_ports() { sport } else { None };
+                if est {
+                    p.ct_state = CtState::Established;
+                }
+                if oif {
+                    p.oif = Some("docker0".into());
+                }
+                p
+            })
+    }
+
+    type Key = (Decision, Option<String>, Option<Decider>, Vec<eval::Step>, Vec<eval::Point>, Vec<String>, PathKind, Option<(std::net::IpAddr, Option<u16>)>);
+
+    fn key(o: &Outcome) -> Key {
+        (o.decision.clone(), o.reject_with.clone(), o.decider.clone(), o.walk.clone(), o.points.clone(), o.notes.clone(), o.path, o.dnat)
+    }
+
+    fn point_key(p: &PointOutcome) -> (eval::Point, Decision, Option<String>, Decision) {
+        (p.point.clone(), p.if_matches.clone(), p.if_matches_rule.clone(), p.if_not.clone())
+    }
+
+    /// explore as it was: every walk from the start.
+    fn explore_whole(tables: &[Table], pkt: &Packet) -> (Outcome, Vec<PointOutcome>, Vec<Decision>, bool) {
+        let main = eval::walk(tables, pkt, &[]);
+        let mut possible = vec![main.decision.clone()];
+        let mut points = Vec::new();
+        for (j, p) in main.points.iter().enumerate() {
+            let mut c = vec![false; j];
+            c.push(true);
+            let o = eval::walk(tables, pkt, &c);
+            points.push(PointOutcome { point: p.clone(), if_matches: o.decision.clone(), if_matches_rule: o.decider.as_ref().map(|d| d.rule.clone()), if_not: main.decision.clone() });
+        }
+        let mut runs = 1;
+        let mut complete = true;
+        let mut queue: Vec<(Vec<bool>, usize)> = vec![(Vec::new(), main.points.len())];
+        while let Some((prefix, k)) = queue.pop() {
+            for j in prefix.len()..k {
+                if runs >= eval::MAX_WALKS {
+                    complete = false;
+                    break;
+                }
+                let mut c = prefix.clone();
+                c.resize(j, false);
+                c.push(true);
+                let o = eval::walk(tables, pkt, &c);
+                runs += 1;
+                if !possible.contains(&o.decision) {
+                    possible.push(o.decision.clone());
+                }
+                queue.push((c, o.points.len()));
+            }
+            if !complete {
+                break;
+            }
+        }
+        (main, points, possible, complete)
+    }
+
+    /// fixes_with as it was: each round's rules inserted into a copy of the model, walked whole.
+    fn fixes_copied(tables: &[Table], pkt: &Packet, outcome: &Outcome, detected: &[Detected], hints: &Hints) -> (Vec<Fix>, Vec<String>, Vec<Key>) {
+        let mut fixes = Vec::new();
+        let mut notes = Vec::new();
+        let mut walks = Vec::new();
+        if !matches!(outcome.decision, Decision::Drop | Decision::Reject) {
+            return (fixes, notes, walks);
+        }
+        let Some(first) = outcome.decider.clone() else { return (fixes, notes, walks) };
+        let mut model: Option<Vec<Table>> = None;
+        let mut d = first;
+        let mut walk = outcome.walk.clone();
+        let mut path = outcome.path;
+        for round in 0..4 {
+            let cur: &[Table] = model.as_deref().unwrap_or(tables);
+            let own = owner(&d, detected);
+            let changes = change_for(cur, &d, own, pkt, &walk, path, hints);
+            let mut applied = false;
+            let mut m = model.take().unwrap_or_else(|| tables.to_vec());
+            for c in changes {
+                if let Some((ti, chain, pos, rule)) = c.insert
+                    && let Some(ci) = m[ti].chain_idx(&chain) {
+                        let rules = &mut m[ti].chains[ci].rules;
+                        rules.insert(pos.min(rules.len()), rule);
+                        applied = true;
+                    }
+                fixes.push(c.fix);
+            }
+            if !applied {
+                break;
+            }
+            let o = eval::walk(&m, pkt, &[]);
+            walks.push(key(&o));
+            model = Some(m);
+            match o.decision {
+                Decision::Accept | Decision::Queue => {
+                    for f in &mut fixes {
+                        f.verified = true;
+                    }
+                    if round > 0 {
+                        notes.push(format!("{} rules drop this packet: it needs all {} fixes", round + 1, round + 1));
+                    }
+                    break;
+                }
+                _ => {
+                    let Some(nd) = o.decider.clone() else { break };
+                    if round == 3 {
+                        notes.push(format!("even with these fixes, {} {} {} still drops it: {}", nd.backend, nd.table, nd.chain, nd.rule));
+                    }
+                    d = nd;
+                    walk = o.walk;
+                    path = o.path;
+                }
+            }
+        }
+        if hints.docker_nftables && !fixes.is_empty() {
+            for f in &mut fixes {
+                if !f.summary.contains("DOCKER-USER") {
+                    f.summary.push_str("; Docker's firewall backend is nftables, which has no DOCKER-USER chain: this rule is the place");
+                }
+            }
+            notes.push(format!(
+                "Docker's firewall backend is nftables: there is no DOCKER-USER chain to put a rule in; {}",
+                if outcome.path == PathKind::Input {
+                    "container-to-host packets are delivered locally (PREROUTING, INPUT): an accept in an input chain of your own nft table, or the host firewall's (UFW, firewalld), opens the port"
+                } else {
+                    "Docker's own drops in table docker-bridges are not overridden by an accept elsewhere: mark the packet first and use --bridge-accept-fwmark"
+                }
+            ));
+        } else if outcome.path == PathKind::Input && !fixes.is_empty() {
+            notes.push(
+                "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, and container-to-host packets are delivered locally (PREROUTING, INPUT)".into(),
+            );
+        }
+        if fixes.iter().any(|f| f.commands.iter().any(|c| c.starts_with("sudo iptables") || c.starts_with("sudo ip6tables") || c.starts_with("sudo nft"))) {
+            notes.push("iptables and nft commands change the running rules only: save them where your system restores rules at boot".into());
+        }
+        (fixes, notes, walks)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        #[test]
+        fn continued_walks_are_whole_walks(tables in prop::collection::vec(table(), 1..3), pkt in packet(), nft_docker in any::<bool>()) {
+            let e = eval::explore(&tables, &pkt);
+            let (main, points, possible, complete) = explore_whole(&tables, &pkt);
+            prop_assert_eq!(key(&e.main), key(&main));
+            prop_assert_eq!(e.points.iter().map(point_key).collect::<Vec<_>>(), points.iter().map(point_key).collect::<Vec<_>>());
+            prop_assert_eq!(&e.possible, &possible);
+            prop_assert_eq!(e.complete, complete);
+
+            let detected = detect(&tables);
+            let hints = Hints { docker_nftables: nft_docker, ufw_ipv6: None };
+            let (want, want_notes, _) = fixes_copied(&tables, &pkt, &main, &detected, &hints);
+            prop_assert_eq!(&fixes_continued(&tables, &pkt, &e.main, &detected, &hints), &(want.clone(), want_notes.clone()));
+            prop_assert_eq!(&fixes_with(&tables, &pkt, &e.main, &detected, &hints), &(want, want_notes));
+        }
+
+        #[test]
+        fn a_walk_with_inserted_rules_is_the_walk_of_the_changed_model(
+            tables in prop::collection::vec(table(), 1..3),
+            pkt in packet(),
+            inserts in prop::collection::vec((0usize..3, 0usize..6, 0usize..8, test_stmt(), verdict(0, 0)), 1..4),
+        ) {
+            // each insert: on the walk of the model with the inserts before it
+            let mut patch: Vec<eval::Insert> = Vec::new();
+            let mut model = tables.clone();
+            let mut prev = eval::walk(&tables, &pkt, &[]);
+            for (n, (ti, ci, pos, test, v)) in inserts.into_iter().enumerate() {
+                // mostly where the walk goes
+                let (ti, ci, pos) = match prev.trace.get(ci * 7 % (prev.trace.len() + 2)) {
+                    Some(s) => (s.ti, s.ci, if pos % 2 == 0 { s.ri } else { s.ri + pos / 2 }),
+                    None => (ti % tables.len(), ci % tables[ti % tables.len()].chains.len(), pos),
+                };
+                let pos = pos.min(eval::chain_len(&tables, &patch, ti, ci));
+                let mut stmts = vec![test];
+                stmts.extend(v);
+                let rule = ir::Rule { stmts: stmts.into(), text: format!("inserted {n}").into(), line: None, handle: None, counters: None };
+                model[ti].chains[ci].rules.insert(pos, rule.clone());
+                patch.push(eval::Insert { ti, ci, pos, rule });
+                let whole = eval::walk(&model, &pkt, &[]);
+                prop_assert_eq!(key(&eval::walk_from(&tables, &patch, &pkt, &[], None)), key(&whole));
+                let continued = match eval::divergence(&prev, patch.last().unwrap()) {
+                    eval::Divergence::Never => prev.clone(),
+                    eval::Divergence::At(si) => eval::walk_from(&tables, &patch, &pkt, &[], Some((&prev, si))),
+                    eval::Divergence::Unknown => eval::walk_from(&tables, &patch, &pkt, &[], None),
+                };
+                prop_assert_eq!(key(&continued), key(&whole));
+                prev = continued;
+            }
+        }
+    }
 }
