@@ -880,16 +880,26 @@ fn base_chains(tables: &[Table], hook: Hook, v6: bool) -> Vec<(usize, usize)> {
 
 /// One walk, with the unknown matches decided by `choices` (in the order they are met; missing = not matching).
 pub fn walk(tables: &[Table], pkt: &Packet, choices: &[bool]) -> Outcome {
-    walk_from(tables, &[], pkt, choices, None)
+    walk_from(tables, &[], pkt, choices, Begin::Start)
 }
 
-/// One walk of the model with `patch` inserted. With `from` = (an outcome, a snapshot of its
-/// trace), the walk continues from that snapshot, keeping what the outcome's walk had done up to
-/// it: the caller knows the two walks agree up to there (same model, packet and choices before it).
-pub(crate) fn walk_from(tables: &[Table], patch: &[Insert], pkt: &Packet, choices: &[bool], from: Option<(&Outcome, usize)>) -> Outcome {
+/// Where a walk starts: from the start, or from a snapshot of an earlier walk's trace that the
+/// caller knows it agrees with up to there (same model, packet and choices before it).
+pub(crate) enum Begin<'o> {
+    Start,
+    /// Continues from `o.trace[snap]`, keeping what `o`'s walk had done up to it.
+    Snap(&'o Outcome, usize),
+    /// Continues from `o.trace[snap]` for the decision only: the outcome's walk, points, notes and
+    /// trace hold only what came after the snapshot (its points count is `point_snaps.len()`), so
+    /// it can be continued from only this way.
+    Decision(&'o Outcome, usize),
+}
+
+/// One walk of the model with `patch` inserted, from `from`.
+pub(crate) fn walk_from(tables: &[Table], patch: &[Insert], pkt: &Packet, choices: &[bool], from: Begin) -> Outcome {
     let v6 = pkt.is_v6();
     let (mut w, mut st, mut resume) = match from {
-        None => (
+        Begin::Start => (
             Walker {
                 tables,
                 patch,
@@ -910,20 +920,21 @@ pub(crate) fn walk_from(tables: &[Table], patch: &[Insert], pkt: &Packet, choice
             St::new(pkt),
             None,
         ),
-        Some((o, si)) => {
+        Begin::Snap(o, si) | Begin::Decision(o, si) => {
             let s = &o.trace[si];
+            let whole = matches!(from, Begin::Snap(..));
             (
                 Walker {
                     tables,
                     patch,
                     choices,
                     n_points: s.n_points,
-                    points: o.points[..s.points_len].to_vec(),
-                    walk: o.walk[..s.walk_len].to_vec(),
-                    notes: o.notes[..s.notes_len].to_vec(),
+                    points: if whole { o.points[..s.points_len].to_vec() } else { Vec::new() },
+                    walk: if whole { o.walk[..s.walk_len].to_vec() } else { Vec::new() },
+                    notes: if whole { o.notes[..s.notes_len].to_vec() } else { Vec::new() },
                     steps: s.steps,
-                    trace: o.trace[..si].to_vec(),
-                    point_snaps: o.point_snaps[..s.points_len].to_vec(),
+                    trace: if whole { o.trace[..si].to_vec() } else { Vec::new() },
+                    point_snaps: if whole { o.point_snaps[..s.n_points].to_vec() } else { vec![usize::MAX; s.n_points] },
                     hooks: s.hooks.clone(),
                     hi: s.hi,
                     k: s.k,
@@ -1110,12 +1121,13 @@ pub fn explore(tables: &[Table], pkt: &Packet) -> Explored {
     let mut possible = vec![main.decision.clone()];
     let mut points = Vec::new();
     // Each point alone. That walk agrees with the main walk up to the point's rule, and continues
-    // from there. The first ones are also the first combinations below: they are kept for them.
+    // from there (only its decision is needed, and the walks that continue from it in turn). The
+    // first ones are also the first combinations below: they are kept for them.
     let mut alone: Vec<Option<Outcome>> = Vec::new();
     for (j, p) in main.points.iter().enumerate() {
         let mut c = vec![false; j];
         c.push(true);
-        let o = walk_from(tables, &[], pkt, &c, Some((&main, main.point_snaps[j])));
+        let o = walk_from(tables, &[], pkt, &c, Begin::Decision(&main, main.point_snaps[j]));
         points.push(PointOutcome {
             point: p.clone(),
             if_matches: o.decision.clone(),
@@ -1134,7 +1146,7 @@ pub fn explore(tables: &[Table], pkt: &Packet) -> Explored {
     let mut queue: Vec<(Vec<bool>, Option<Outcome>)> = vec![(Vec::new(), None)];
     while let Some((prefix, parent)) = queue.pop() {
         let from = parent.as_ref().unwrap_or(&main);
-        let k = from.points.len();
+        let k = from.point_snaps.len();
         for j in prefix.len()..k {
             if runs >= MAX_WALKS {
                 complete = false;
@@ -1145,7 +1157,7 @@ pub fn explore(tables: &[Table], pkt: &Packet) -> Explored {
             c.push(true);
             let o = match (&parent, alone.get_mut(j).and_then(Option::take)) {
                 (None, Some(o)) => o,
-                _ => walk_from(tables, &[], pkt, &c, Some((from, from.point_snaps[j]))),
+                _ => walk_from(tables, &[], pkt, &c, Begin::Decision(from, from.point_snaps[j])),
             };
             runs += 1;
             if !possible.contains(&o.decision) {

@@ -462,8 +462,8 @@ fn fixes_impl(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected:
         };
         let o = match from {
             eval::Divergence::Never => prev.clone(),
-            eval::Divergence::At(si) => eval::walk_from(tables, &patch, pkt, &[], Some((prev, si))),
-            eval::Divergence::Unknown => eval::walk_from(tables, &patch, pkt, &[], None),
+            eval::Divergence::At(si) => eval::walk_from(tables, &patch, pkt, &[], eval::Begin::Snap(prev, si)),
+            eval::Divergence::Unknown => eval::walk_from(tables, &patch, pkt, &[], eval::Begin::Start),
         };
         match o.decision {
             Decision::Accept | Decision::Queue => {
@@ -856,11 +856,11 @@ mod tests {
                 model[ti].chains[ci].rules.insert(pos, rule.clone());
                 patch.push(eval::Insert { ti, ci, pos, rule });
                 let whole = eval::walk(&model, &pkt, &[]);
-                prop_assert_eq!(key(&eval::walk_from(&tables, &patch, &pkt, &[], None)), key(&whole));
+                prop_assert_eq!(key(&eval::walk_from(&tables, &patch, &pkt, &[], eval::Begin::Start)), key(&whole));
                 let continued = match eval::divergence(&prev, patch.last().unwrap()) {
                     eval::Divergence::Never => prev.clone(),
-                    eval::Divergence::At(si) => eval::walk_from(&tables, &patch, &pkt, &[], Some((&prev, si))),
-                    eval::Divergence::Unknown => eval::walk_from(&tables, &patch, &pkt, &[], None),
+                    eval::Divergence::At(si) => eval::walk_from(&tables, &patch, &pkt, &[], eval::Begin::Snap(&prev, si)),
+                    eval::Divergence::Unknown => eval::walk_from(&tables, &patch, &pkt, &[], eval::Begin::Start),
                 };
                 prop_assert_eq!(key(&continued), key(&whole));
                 prev = continued;
