@@ -2,6 +2,9 @@
 //! in priority order. A drop or reject anywhere is final; an accept ends only its own base chain.
 //! Matches that cannot be evaluated are branch points: the main walk takes them as not matching,
 //! and every combination is explored (up to a bound) to give the possible outcomes.
+//! A walk keeps snapshots of where it went (chain entries, rules with unknown matches, deciding
+//! rules): a walk that agrees with it up to one of them (other choices from a point on, a fix's
+//! rule inserted there) continues from that snapshot instead of walking the rules before again.
 
 use crate::ir::{self, Backend, ChainKind, Field, Hook, NatKind, Policy, Stmt, Table, Test, Val, Verdict, addrtype};
 use crate::packet::{CtState, Packet, PathKind, Proto};

@@ -1,6 +1,7 @@
 //! Who manages the rules (UFW, firewalld, Docker's own chains, nobody) and the fix in their
-//! language. Every fix that changes rules is applied to a copy of the model and the packet is
-//! walked again: a fix is `verified` only when that walk accepts the packet.
+//! language. Every fix that changes rules is inserted into the model (as inserts the walk sees, the
+//! model is not copied) and the packet is walked again: a fix is `verified` only when that walk
+//! accepts the packet.
 
 use smallvec::smallvec;
 use crate::eval::{self, Decider, Decision};
