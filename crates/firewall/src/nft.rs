@@ -61,8 +61,18 @@ pub struct NftRule {
     pub stmts: std::sync::Arc<[Stmt]>,
     pub comment: Option<String>,
     pub counters: Option<(u64, u64)>,
+    /// As the model shows it: the text `nft list ruleset` prints, then ` # handle N` (built with
+    /// the rule, on the core that read it, and shared with the model).
+    shown: std::sync::Arc<str>,
+    /// Where the ` # handle N` part of `shown` starts.
+    text_len: usize,
+}
+
+impl NftRule {
     /// As `nft list ruleset` prints it.
-    pub text: String,
+    pub fn text(&self) -> &str {
+        &self.shown[..self.text_len]
+    }
 }
 
 fn jerr(i: usize, msg: impl std::fmt::Display) -> ParseError {
@@ -460,7 +470,7 @@ fn rule_of<'a, V: J<'a>>(expr: Option<V>, handle: Option<V>, comment: Option<&st
     let stmts = || expr.into_iter().flat_map(J::items);
     let mut counters = None;
     let mut has_xt = false;
-    let mut text = String::with_capacity(96);
+    let mut text = String::with_capacity(128);
     for (n, e) in stmts().enumerate() {
         let (xt, counter) = match e.entry() {
             Some((k, b)) if e.obj_len() == Some(1) => (k == "xt", (k == "counter").then_some(b)),
@@ -489,7 +499,12 @@ fn rule_of<'a, V: J<'a>>(expr: Option<V>, handle: Option<V>, comment: Option<&st
         text.push_str(" comment ");
         quote_into(cm, &mut text);
     }
-    Some((NftRule { handle, stmts: lowered.into(), comment, counters, text }, has_xt))
+    let text_len = text.len();
+    if let Some(h) = handle {
+        use std::fmt::Write as _;
+        let _ = write!(text, " # handle {h}");
+    }
+    Some((NftRule { handle, stmts: lowered.into(), comment, counters, shown: text.into(), text_len }, has_xt))
 }
 
 fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
@@ -1557,23 +1572,13 @@ pub fn to_tables(rs: &NftRuleset) -> Vec<ir::Table> {
         .iter()
         .map(|t| {
             let mut table = ir::Table::new(Backend::Nftables, t.family, t.name.clone());
-            // one buffer for the texts: each becomes one allocation (the Arc), not two
-            let mut buf = String::new();
             for c in &t.chains {
                 let rules: Vec<ir::Rule> = c
                     .rules
                     .iter()
                     .map(|r| ir::Rule {
                         stmts: r.stmts.clone(),
-                        text: match r.handle {
-                            Some(h) => {
-                                use std::fmt::Write as _;
-                                buf.clear();
-                                let _ = write!(buf, "{} # handle {h}", r.text);
-                                buf.as_str().into()
-                            }
-                            None => r.text.as_str().into(),
-                        },
+                        text: r.shown.clone(),
                         line: None,
                         handle: r.handle,
                         counters: r.counters,

@@ -122,7 +122,7 @@ fn nft_json_from_another_version_is_refused_clearly() {
         {"rule":{"family":"inet","table":"t","chain":"c","expr":[{"frobnicate":{"x":1}},{"drop":null}]}}]}"#,
     )
     .unwrap();
-    assert_eq!(rs.tables[0].chains[0].rules[0].text, "frobnicate {\"x\":1} drop");
+    assert_eq!(rs.tables[0].chains[0].rules[0].text(), "frobnicate {\"x\":1} drop");
 }
 
 #[test]
