@@ -223,12 +223,36 @@ pub(crate) fn json_string<'a, V: J<'a>>(v: V) -> String {
     s
 }
 
+/// A JSON string as serde_json writes it (so both representations print alike): `"` and `\`
+/// escaped, control characters as `\n`-style escapes or `\u00XX`, everything else as is.
 fn write_json_str(s: &str, out: &mut String) {
-    // serde_json's own escaping, so both representations print alike
-    match serde_json::to_string(s) {
-        Ok(q) => out.push_str(&q),
-        Err(_) => out.push_str("\"\""),
+    out.push('"');
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        } else {
+            out.push_str(esc);
+        }
+        from = i + 1;
     }
+    out.push_str(&s[from..]);
+    out.push('"');
 }
 
 #[cfg(test)]
@@ -249,9 +273,19 @@ mod tests {
             r#"[]"#,
             r#"{}"#,
             r#""\u0001""#,
+            r#""\u0000\u001f\b\f\r\t\u007f \" \\ / \ud83d\ude00 end""#,
             r#"-9223372036854775808"#,
         ] {
             both(doc, |a, b| assert_eq!(a, b, "{doc}"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_escape_as_serde_json_does(s in "\\PC*|[\\x00-\\x20\"\\\\\\x7f]*") {
+            let mut out = String::new();
+            write_json_str(&s, &mut out);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
         }
     }
 

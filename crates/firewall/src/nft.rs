@@ -217,6 +217,11 @@ fn array_body(json: &str) -> Option<&str> {
 /// caller reads the document the slower way.
 fn read_in_pieces(json: &str, piece: usize) -> Option<Vec<Piece>> {
     let body = array_body(json)?;
+    // simd-json reads its input as if it ended at a NUL byte (found by the fuzzer: a document
+    // with NULs in a number, which serde_json refuses, read as valid); JSON has no raw NUL
+    if memchr::memchr(0, body.as_bytes()).is_some() {
+        return None;
+    }
     let finder = memchr::memmem::Finder::new(b"}, {\"rule\": {");
     let mut cuts = vec![0];
     let mut from = piece;
@@ -256,27 +261,31 @@ pub fn pieces_agree(json: &str, piece: usize) -> bool {
 enum Piece {
     /// A rule, read and lowered; placed by its table's and chain's names once those are known.
     Rule { family: Family, table: compact_str::CompactString, chain: compact_str::CompactString, rule: std::sync::Mutex<Option<NftRule>>, has_xt: bool },
-    /// Anything else, or a rule that names a set or is not as nft writes it: a tree, read in order
-    /// (`rule`: its first key is "rule", as for raw text).
+    /// A rule that names a set (read once the sets are known) or is not as nft writes it (read
+    /// again to say what is wrong): its JSON text.
+    Text(String),
+    /// Anything else: a tree, read in order (`rule`: its first key is "rule", as for raw text).
     Tree { value: Value, rule: bool },
 }
 
 impl Item for Piece {
     fn is_rule(&self) -> bool {
         match self {
-            Piece::Rule { .. } => true,
+            Piece::Rule { .. } | Piece::Text(_) => true,
             Piece::Tree { rule, .. } => *rule,
         }
     }
     fn value(&self) -> Result<std::borrow::Cow<'_, Value>, String> {
         match self {
             Piece::Tree { value, .. } => Ok(std::borrow::Cow::Borrowed(value)),
+            Piece::Text(text) => serde_json::from_str(text).map(std::borrow::Cow::Owned).map_err(|e| e.to_string()),
             Piece::Rule { .. } => Err("a rule".into()),
         }
     }
     fn read_rule(&self, i: usize, place: &Place<'_>) -> Result<ReadRule, ParseError> {
         match self {
             Piece::Tree { value, .. } => read_rule(i, value, place),
+            Piece::Text(text) => read_rule_text(i, text, place),
             Piece::Rule { family, table, chain, rule, has_xt } => {
                 let f = family.as_str();
                 // as read_rule places them
@@ -324,10 +333,20 @@ fn piece_items(arr: json::Tape<'_>) -> Option<Vec<Piece>> {
         let rule = item.entries().next().is_some_and(|(k, _)| k == "rule");
         out.push(match rule.then(|| pending_rule(item)).flatten() {
             Some(p) => p,
+            None if rule => Piece::Text(json_string(item)),
             None => Piece::Tree { value: serde_json::from_str(&json_string(item)).ok()?, rule },
         });
     }
     Some(out)
+}
+
+/// Whether a string in `v` starts with `@` (a named set or map, or anything else that does: such
+/// a rule is read once the sets are known).
+fn names_a_set<'a, V: J<'a>>(v: V) -> bool {
+    match v.as_str() {
+        Some(s) => s.starts_with('@'),
+        None => v.items().any(names_a_set) || v.entries().any(|(_, x)| names_a_set(x)),
+    }
 }
 
 /// A rule as nft writes it, read before the tables are known; None for anything else (read
@@ -341,7 +360,7 @@ fn pending_rule(v: json::Tape<'_>) -> Option<Piece> {
     let (f, table, chain) = (f?.as_str()?, table?.as_str()?, chain?.as_str()?);
     let family = family_of(f)?;
     let expr = match expr {
-        Some(a) if a.is_array() => Some(a),
+        Some(a) if a.is_array() && !names_a_set(a) => Some(a),
         Some(_) => return None,
         None => None,
     };
@@ -405,24 +424,32 @@ impl Item for &serde_json::value::RawValue {
         serde_json::from_str(self.get()).map(std::borrow::Cow::Owned).map_err(|e| e.to_string())
     }
     fn read_rule(&self, i: usize, place: &Place<'_>) -> Result<ReadRule, ParseError> {
-        let read = SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let sc: &mut Scratch = &mut guard;
-            sc.text.clear();
-            sc.text.extend_from_slice(self.get().as_bytes());
-            let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
-            let read = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
-                Ok(()) => Some(read_rule(i, tape.as_value(), place)),
-                Err(_) => None,
-            };
-            sc.tape = Some(tape.reset());
-            read
-        });
-        match read {
-            Some(r) => r,
-            // serde_json accepted the element and simd-json did not (a number beyond 64 bits):
-            // the tree reads it the same way
-            None => read_rule(i, &*self.value().map_err(|e| jerr(i, e))?, place),
+        read_rule_text(i, self.get(), place)
+    }
+}
+
+/// Element `i`, a rule as JSON text, read from this thread's reused tape.
+fn read_rule_text(i: usize, text: &str, place: &Place<'_>) -> Result<ReadRule, ParseError> {
+    let read = SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let sc: &mut Scratch = &mut guard;
+        sc.text.clear();
+        sc.text.extend_from_slice(text.as_bytes());
+        let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
+        let read = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
+            Ok(()) => Some(read_rule(i, tape.as_value(), place)),
+            Err(_) => None,
+        };
+        sc.tape = Some(tape.reset());
+        read
+    });
+    match read {
+        Some(r) => r,
+        // serde_json accepted the element and simd-json did not (a number beyond 64 bits):
+        // the tree reads it the same way
+        None => {
+            let v: Value = serde_json::from_str(text).map_err(|e| jerr(i, e))?;
+            read_rule(i, &v, place)
         }
     }
 }
@@ -1682,6 +1709,26 @@ mod tests {
         assert!(in_pieces(&extra_key, 100).is_none());
         assert!(in_pieces(r#"{"nftables": []}"#, 100).is_some_and(|r| r.is_ok_and(|r| r.tables.is_empty())));
         assert!(in_pieces(r#"[{"nftables": []}]"#, 100).is_none());
+        // what serde_json refuses and simd-json might take: the pieces must refuse it too
+        for (from, to) in [
+            (r#""handle": 3,"#, "\"handle\": 3\0\0\0,"),
+            (r#""comment": "a""#, "\"comment\": \"a\0\""),
+            (r#""comment": "a""#, r#""comment": "a \ud800""#),
+            (r#""comment": "a""#, r#""comment": "a \udc00\ud800""#),
+            (r#""comment": "a""#, "\"comment\": \"a\tb\""),
+            (r#""comment": "a""#, "\"comment\": \"a\u{1}b\""),
+            (r#""handle": 3,"#, r#""handle": 1e400,"#),
+            (r#""handle": 3,"#, r#""handle": 03,"#),
+            (r#""handle": 3,"#, r#""handle": 3.,"#),
+            (r#""handle": 3,"#, r#""handle": -,"#),
+            (r#""handle": 3,"#, r#""handle": tru,"#),
+            (r#""handle": 3,"#, r#""handle": 3 4,"#),
+        ] {
+            let bad = d.replacen(from, to, 1);
+            assert_ne!(bad, d);
+            let p = in_pieces(&bad, 100);
+            assert!(p.is_none() || p == one_pass(&bad), "{to:?}: {:?} / {:?}", p.map(|r| r.is_ok()), one_pass(&bad).map(|r| r.is_ok()));
+        }
         // a number simd-json does not take: the slower way
         let big = d.replacen(r#""packets": 3,"#, r#""packets": 123456789012345678901234567890,"#, 1);
         assert!(in_pieces(&big, 100).is_none());
