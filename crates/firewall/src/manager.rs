@@ -487,21 +487,28 @@ fn fixes_impl(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected:
             }
         }
     }
+    where_fixes_go(&mut fixes, &mut notes, outcome.path, hints);
+    (fixes, notes)
+}
+
+/// What the fixes' summaries and the notes say about where the rules go: no DOCKER-USER with
+/// Docker's nftables backend, none for container-to-host packets, and saving iptables/nft rules.
+fn where_fixes_go(fixes: &mut [Fix], notes: &mut Vec<String>, path: PathKind, hints: &Hints) {
     if hints.docker_nftables && !fixes.is_empty() {
-        for f in &mut fixes {
+        for f in fixes.iter_mut() {
             if !f.summary.contains("DOCKER-USER") {
                 f.summary.push_str("; Docker's firewall backend is nftables, which has no DOCKER-USER chain: this rule is the place");
             }
         }
         notes.push(format!(
             "Docker's firewall backend is nftables: there is no DOCKER-USER chain to put a rule in; {}",
-            if outcome.path == PathKind::Input {
+            if path == PathKind::Input {
                 "container-to-host packets are delivered locally (PREROUTING, INPUT): an accept in an input chain of your own nft table, or the host firewall's (UFW, firewalld), opens the port"
             } else {
                 "Docker's own drops in table docker-bridges are not overridden by an accept elsewhere: mark the packet first and use --bridge-accept-fwmark"
             }
         ));
-    } else if outcome.path == PathKind::Input && !fixes.is_empty() {
+    } else if path == PathKind::Input && !fixes.is_empty() {
         notes.push(
             "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, and container-to-host packets are delivered locally (PREROUTING, INPUT)".into(),
         );
@@ -509,7 +516,6 @@ fn fixes_impl(tables: &[Table], pkt: &Packet, outcome: &eval::Outcome, detected:
     if fixes.iter().any(|f| f.commands.iter().any(|c| c.starts_with("sudo iptables") || c.starts_with("sudo ip6tables") || c.starts_with("sudo nft"))) {
         notes.push("iptables and nft commands change the running rules only: save them where your system restores rules at boot".into());
     }
-    (fixes, notes)
 }
 
 #[cfg(test)]
@@ -790,28 +796,7 @@ mod tests {
                 }
             }
         }
-        if hints.docker_nftables && !fixes.is_empty() {
-            for f in &mut fixes {
-                if !f.summary.contains("DOCKER-USER") {
-                    f.summary.push_str("; Docker's firewall backend is nftables, which has no DOCKER-USER chain: this rule is the place");
-                }
-            }
-            notes.push(format!(
-                "Docker's firewall backend is nftables: there is no DOCKER-USER chain to put a rule in; {}",
-                if outcome.path == PathKind::Input {
-                    "container-to-host packets are delivered locally (PREROUTING, INPUT): an accept in an input chain of your own nft table, or the host firewall's (UFW, firewalld), opens the port"
-                } else {
-                    "Docker's own drops in table docker-bridges are not overridden by an accept elsewhere: mark the packet first and use --bridge-accept-fwmark"
-                }
-            ));
-        } else if outcome.path == PathKind::Input && !fixes.is_empty() {
-            notes.push(
-                "Not a DOCKER-USER rule: Docker jumps to DOCKER-USER only from FORWARD, and container-to-host packets are delivered locally (PREROUTING, INPUT)".into(),
-            );
-        }
-        if fixes.iter().any(|f| f.commands.iter().any(|c| c.starts_with("sudo iptables") || c.starts_with("sudo ip6tables") || c.starts_with("sudo nft"))) {
-            notes.push("iptables and nft commands change the running rules only: save them where your system restores rules at boot".into());
-        }
+        where_fixes_go(&mut fixes, &mut notes, outcome.path, hints);
         (fixes, notes, walks)
     }
 
