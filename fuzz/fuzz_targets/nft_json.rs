@@ -1,5 +1,6 @@
 //! `nft -j list ruleset` JSON: the parser never panics, whatever parses can be explained, and
-//! reading a document in pieces (as big ones are, on all cores) reads it as one pass does.
+//! its fast paths (simd-json tapes; big documents in pieces on all cores) read a document as a
+//! `serde_json::Value` of it reads.
 #![no_main]
 
 use hostreach_firewall::*;
@@ -8,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     for piece in [1, 64, 512] {
-        assert!(nft::pieces_agree(text, piece), "read in {piece}-byte pieces differently");
+        assert!(nft::paths_agree(text, piece), "read otherwise than serde_json reads it (pieces of {piece} bytes)");
     }
     let Ok(rs) = nft::parse(text) else { return };
     let rs = Rulesets { iptables: vec![], nft: Some(rs) };

@@ -2,8 +2,10 @@
 //! `serde_json::Value` tree (documents handed over as trees, named sets) and a simd-json tape
 //! (each rule of `nft -j` output, parsed into a reused flat buffer: no allocation per node, which
 //! was most of the time on 50,000 rules). Both answer the same way, down to the order of keys when
-//! a value is printed as JSON (sorted, as `serde_json::Value` prints them), so a rule reads the same
-//! whichever way it came.
+//! a value is printed as JSON (sorted, as `serde_json::Value` prints them) and a key written twice
+//! (the last one counts, as in a `serde_json::Value`), so a rule reads the same whichever way it
+//! came. Where simd-json reads a text differently from serde_json (see [`simd_reads_as_serde`]),
+//! the text is read as a tree.
 
 use serde_json::Value;
 use simd_json::prelude::ValueAsScalar;
@@ -32,25 +34,22 @@ pub(crate) trait J<'a>: Copy + 'a {
     /// Prints a number as serde_json does.
     fn write_number(self, out: &mut String);
 
-    /// The object's first key and its value, as `serde_json::Value` orders keys (sorted): the
-    /// statement or expression an nft object stands for (nft writes one key).
+    /// The object's first key and its value, as `serde_json::Value` orders keys (sorted; of a key
+    /// written twice, the last): the statement or expression an nft object stands for (nft writes
+    /// one key).
     fn entry(self) -> Option<(&'a str, Self)> {
-        self.entries().min_by(|a, b| a.0.cmp(b.0))
+        self.entries().fold(None, |m: Option<(&'a str, Self)>, e| match m {
+            Some(m) if m.0 < e.0 => Some(m),
+            _ => Some(e),
+        })
     }
-    /// The values of `keys` in an object, found in one pass over its entries (the first of each
-    /// key, as [`J::get`] finds it).
+    /// The values of `keys` in an object, found in one pass over its entries (of a key written
+    /// twice, the last, as [`J::get`] finds it).
     fn fields<const N: usize>(self, keys: [&str; N]) -> [Option<Self>; N] {
         let mut out = [None; N];
-        let mut left = N;
         for (k, v) in self.entries() {
-            if let Some(i) = keys.iter().position(|x| *x == k)
-                && out[i].is_none()
-            {
+            if let Some(i) = keys.iter().position(|x| *x == k) {
                 out[i] = Some(v);
-                left -= 1;
-                if left == 0 {
-                    break;
-                }
             }
         }
         out
@@ -147,7 +146,8 @@ impl<'a> J<'a> for Tape<'a> {
         Tape::is_object(&self)
     }
     fn get(self, key: &str) -> Option<Self> {
-        Tape::get(&self, key)
+        // the last of a key written twice, as serde_json keeps it
+        self.entries().filter(|(k, _)| *k == key).last().map(|(_, v)| v)
     }
     fn entries(self) -> impl Iterator<Item = (&'a str, Self)> {
         self.as_object().into_iter().flat_map(|o| o.iter())
@@ -159,7 +159,15 @@ impl<'a> J<'a> for Tape<'a> {
         self.as_array().map(|a| a.len())
     }
     fn obj_len(self) -> Option<usize> {
-        self.as_object().map(|o| o.len())
+        // keys, not entries: a key written twice is one
+        let o = self.as_object()?;
+        if o.len() < 2 {
+            return Some(o.len());
+        }
+        let mut keys: smallvec::SmallVec<[&str; 8]> = o.keys().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Some(keys.len())
     }
     fn entry(self) -> Option<(&'a str, Self)> {
         let o = self.as_object()?;
@@ -168,7 +176,7 @@ impl<'a> J<'a> for Tape<'a> {
         if o.len() == 1 {
             return Some(first);
         }
-        Some(it.fold(first, |m, e| if e.0 < m.0 { e } else { m }))
+        Some(it.fold(first, |m, e| if e.0 <= m.0 { e } else { m }))
     }
     fn write_number(self, out: &mut String) {
         use std::fmt::Write as _;
@@ -180,6 +188,46 @@ impl<'a> J<'a> for Tape<'a> {
             let _ = write!(out, "{n}");
         }
     }
+}
+
+/// Whether simd-json's tape of `text` reads as serde_json reads the text. It does not when a
+/// string holds a surrogate escape (simd-json reads a lone `\ud800` as U+0000, serde_json refuses
+/// it), a number is `-0` (an integer for simd-json, a float for serde_json) or any other float
+/// (rounded otherwise in the last digit), or values nest deeper than 64 (serde_json stops at
+/// 128, simd-json does not, and what reads the tape recurses). All found by reviewing and
+/// fuzzing the two readers against each other; nft writes none of them, and a text that has one
+/// is read as a tree.
+pub(crate) fn simd_reads_as_serde(text: &str, tape: &simd_json::tape::Tape<'_>) -> bool {
+    use simd_json::{StaticNode, tape::Node};
+    let b = text.as_bytes();
+    for i in memchr::memmem::find_iter(b, b"\\u") {
+        if b.get(i + 2).is_some_and(|d| d.eq_ignore_ascii_case(&b'd')) && matches!(b.get(i + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')) {
+            return false;
+        }
+    }
+    for i in memchr::memmem::find_iter(b, b"-0") {
+        let starts_value = i == 0 || matches!(b[i - 1], b':' | b'[' | b',' | b' ' | b'\t' | b'\n' | b'\r');
+        if starts_value && !matches!(b.get(i + 2), Some(b'.' | b'e' | b'E')) {
+            return false;
+        }
+    }
+    let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
+    for (i, n) in tape.0.iter().enumerate() {
+        while ends.last().is_some_and(|&e| e <= i) {
+            ends.pop();
+        }
+        match n {
+            Node::Static(StaticNode::F64(_)) => return false,
+            Node::Array { count, .. } | Node::Object { count, .. } => {
+                ends.push(i + 1 + count);
+                if ends.len() > 64 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Compact JSON, keys sorted (as `serde_json::to_string` prints a `Value`).
@@ -202,11 +250,18 @@ pub(crate) fn write_json<'a, V: J<'a>>(v: V, out: &mut String) {
     } else if v.is_object() {
         let mut es: smallvec::SmallVec<[(&str, V); 4]> = v.entries().collect();
         es.sort_by(|a, b| a.0.cmp(b.0));
+        // of a key written twice, the last (the sort is stable)
+        let last_of_key: smallvec::SmallVec<[bool; 4]> = (0..es.len()).map(|j| es.get(j + 1).is_none_or(|n| n.0 != es[j].0)).collect();
         out.push('{');
-        for (i, (k, x)) in es.into_iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for ((k, x), keep) in es.into_iter().zip(last_of_key) {
+            if !keep {
+                continue;
+            }
+            if !first {
                 out.push(',');
             }
+            first = false;
             write_json_str(k, out);
             out.push(':');
             write_json(x, out);

@@ -241,20 +241,18 @@ fn read_in_pieces(json: &str, piece: usize) -> Option<Vec<Piece>> {
     Some(items)
 }
 
-/// For the fuzzer: reading `json` in pieces of `piece` bytes gives what reading it in one pass
-/// gives, or is refused.
+/// For the fuzzer: what [`parse`] reads, and what reading in pieces of `piece` bytes reads (when
+/// it does), is what a `serde_json::Value` of the whole document reads. Errors need only agree in
+/// being errors (with several wrong elements, the readers may name different ones first).
 #[cfg(fuzzing)]
-pub fn pieces_agree(json: &str, piece: usize) -> bool {
-    #[derive(Deserialize)]
-    struct Top<'a> {
-        #[serde(borrow)]
-        nftables: Vec<&'a serde_json::value::RawValue>,
-    }
-    match (read_in_pieces(json, piece), serde_json::from_str::<Top<'_>>(json)) {
-        (None, _) => true,
-        (Some(items), Ok(top)) => build_from(&items) == build_from(&top.nftables),
-        (Some(_), Err(_)) => false,
-    }
+pub fn paths_agree(json: &str, piece: usize) -> bool {
+    let reference = serde_json::from_str::<Value>(json).ok().map(|v| from_value(&v));
+    let agrees = |r: &Result<NftRuleset, ParseError>| match (&reference, r) {
+        (Some(Ok(want)), Ok(got)) => want == got,
+        (Some(Ok(_)), Err(_)) | (None | Some(Err(_)), Ok(_)) => false,
+        (None | Some(Err(_)), Err(_)) => true,
+    };
+    agrees(&parse(json)) && read_in_pieces(json, piece).is_none_or(|items| agrees(&build_from(&items)))
 }
 
 /// An element of the top-level array as read from a piece of the document.
@@ -318,8 +316,8 @@ fn read_piece(text: &str, last: bool) -> Option<Vec<Piece>> {
         sc.text.push(b']');
         let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
         let out = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
-            Ok(()) => piece_items(tape.as_value()),
-            Err(_) => None,
+            Ok(()) if json::simd_reads_as_serde(values, &tape) => piece_items(tape.as_value()),
+            _ => None,
         };
         sc.tape = Some(tape.reset());
         out
@@ -331,6 +329,11 @@ fn piece_items(arr: json::Tape<'_>) -> Option<Vec<Piece>> {
     for item in arr.items() {
         // as Item::is_rule reads raw text: the first key, as written
         let rule = item.entries().next().is_some_and(|(k, _)| k == "rule");
+        if rule && item.obj_len() != Some(1) {
+            // not nft's; the raw-text reader would take it as a rule by its first key as written
+            // (maybe escaped) and meet its error in another order: read the document that way
+            return None;
+        }
         out.push(match rule.then(|| pending_rule(item)).flatten() {
             Some(p) => p,
             None if rule => Piece::Text(json_string(item)),
@@ -437,16 +440,16 @@ fn read_rule_text(i: usize, text: &str, place: &Place<'_>) -> Result<ReadRule, P
         sc.text.extend_from_slice(text.as_bytes());
         let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
         let read = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
-            Ok(()) => Some(read_rule(i, tape.as_value(), place)),
-            Err(_) => None,
+            Ok(()) if json::simd_reads_as_serde(text, &tape) => Some(read_rule(i, tape.as_value(), place)),
+            _ => None,
         };
         sc.tape = Some(tape.reset());
         read
     });
     match read {
         Some(r) => r,
-        // serde_json accepted the element and simd-json did not (a number beyond 64 bits):
-        // the tree reads it the same way
+        // serde_json accepted the element and simd-json did not (a number beyond 64 bits), or
+        // would read it differently: the tree reads it as the one-pass reader does
         None => {
             let v: Value = serde_json::from_str(text).map_err(|e| jerr(i, e))?;
             read_rule(i, &v, place)
@@ -1462,11 +1465,12 @@ fn lower_match<'a, V: J<'a>>(e: V, b: V, ctx: &Ctx, out: &mut Vec<Stmt>) {
         };
         let r = match cmp {
             "<" | "lt" => Val::Range(0, n.saturating_sub(1)),
-            ">" | "gt" => Val::Range(n + 1, u64::MAX),
+            ">" | "gt" => Val::Range(n.saturating_add(1), u64::MAX),
             "<=" | "le" => Val::Range(0, n),
             _ => Val::Range(n, u64::MAX),
         };
-        if (cmp == "<" || cmp == "lt") && n == 0 {
+        // nothing is below 0 or above the largest number
+        if ((cmp == "<" || cmp == "lt") && n == 0) || ((cmp == ">" || cmp == "gt") && n == u64::MAX) {
             out.push(Stmt::Test(Test::Match { key: key.fields, neg: true, any: smallvec![smallvec![Val::Range(0, u64::MAX)]] }));
         } else {
             out.push(Stmt::Test(Test::Match { key: key.fields, neg: false, any: smallvec![smallvec![r]] }));
@@ -1627,13 +1631,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// What a `serde_json::Value` of the whole document reads: the reference for the fast paths.
     fn one_pass(json: &str) -> Option<Result<NftRuleset, ParseError>> {
-        #[derive(Deserialize)]
-        struct Top<'a> {
-            #[serde(borrow)]
-            nftables: Vec<&'a serde_json::value::RawValue>,
+        serde_json::from_str::<Value>(json).ok().map(|v| from_value(&v))
+    }
+
+    /// [`parse`] and the pieces read what the reference reads (an error where it has one).
+    fn agree(doc: &str) {
+        let reference = one_pass(doc);
+        let parsed = parse(doc);
+        match &reference {
+            Some(r) => assert!(&parsed == r, "parse: {:?} / {:?}", parsed.as_ref().err(), r.as_ref().err()),
+            None => assert!(parsed.is_err(), "parse read what serde_json refuses"),
         }
-        serde_json::from_str::<Top<'_>>(json).ok().map(|t| build_from(&t.nftables))
+        for piece in [1, 64, 4096] {
+            if let Some(p) = in_pieces(doc, piece) {
+                assert!(Some(&p) == reference.as_ref(), "{piece}-byte pieces: {:?} / {:?}", p.as_ref().err(), reference.as_ref().map(|r| r.as_ref().err()));
+            }
+        }
     }
 
     fn in_pieces(json: &str, piece: usize) -> Option<Result<NftRuleset, ParseError>> {
@@ -1704,6 +1719,7 @@ mod tests {
         let d = doc(&vec!["a".to_string(); 50], "");
         let trailing = format!("{}, ]}}", &d[..d.len() - 2]);
         assert!(one_pass(&trailing).is_none());
+        agree(&trailing);
         assert!(in_pieces(&trailing, 100).is_none());
         let extra_key = format!("{}, \"x\": 1}}", &d[..d.len() - 1]);
         assert!(in_pieces(&extra_key, 100).is_none());
@@ -1733,6 +1749,37 @@ mod tests {
         let big = d.replacen(r#""packets": 3,"#, r#""packets": 123456789012345678901234567890,"#, 1);
         assert!(in_pieces(&big, 100).is_none());
         assert!(one_pass(&big).is_some());
+    }
+
+    /// What simd-json reads otherwise than serde_json, or the tape's reader would not survive:
+    /// found by a review of the fast paths, each read as serde_json reads it.
+    #[test]
+    fn fast_paths_read_what_serde_json_reads() {
+        let d = doc(&(0..40).map(|i| format!("c{i}")).collect::<Vec<_>>(), "");
+        agree(&d);
+        let nest = |depth: usize| format!(r#", {{"foo": {}"x"{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        for (what, from, to) in [
+            ("nesting deeper than serde_json reads", r#"{"accept": null}"#.to_string(), format!(r#"{{"accept": null}}{}"#, nest(200))),
+            ("nesting that would overflow the stack", r#"{"accept": null}"#.to_string(), format!(r#"{{"accept": null}}{}"#, nest(100_000))),
+            ("nesting serde_json reads", r#"{"accept": null}"#.to_string(), format!(r#"{{"accept": null}}{}"#, nest(40))),
+            ("a lone surrogate", r#""comment": "c3""#.to_string(), r#""comment": "a\ud800b""#.to_string()),
+            ("a surrogate pair", r#""comment": "c3""#.to_string(), r#""comment": "a\ud83d\ude00b""#.to_string()),
+            ("-0", r#""handle": 3,"#.to_string(), r#""handle": -0,"#.to_string()),
+            ("a float", r#"{"accept": null}"#.to_string(), r#"{"accept": null}, {"foo": 85510186621062260e-16}"#.to_string()),
+            ("a key written twice", r#""handle": 3,"#.to_string(), r#""handle": 1, "handle": 2,"#.to_string()),
+            ("\"rule\" written twice", r#"{"rule": {"family": "inet", "table": "a", "chain": "c", "handle": 3,"#.to_string(), r#"{"rule": {"x": 1}, "rule": {"family": "inet", "table": "a", "chain": "c", "handle": 3,"#.to_string()),
+            ("an escaped \"rule\" with another key", r#"{"rule": {"family": "inet", "table": "a", "chain": "c", "handle": 3,"#.to_string(), r#"{"table": {}, "\u0072ule": {"family": "inet", "table": "a", "chain": "c", "handle": 3,"#.to_string()),
+            ("a comparison with the largest number", r#""right": 5}"#.to_string(), r#""right": 18446744073709551615}, "op": ">""#.to_string()),
+        ] {
+            let bad = d.replacen(&from, &to, 1);
+            assert_ne!(bad, d, "{what}");
+            // past 1 MiB, parse reads it in pieces
+            let big = bad.replacen(r#""c0""#, &format!("{:?}", "x".repeat(1 << 20)), 1);
+            for doc in [&bad, &big] {
+                let r = std::panic::catch_unwind(|| agree(doc));
+                assert!(r.is_ok(), "{what}");
+            }
+        }
     }
 
     proptest! {
