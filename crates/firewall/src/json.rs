@@ -211,18 +211,22 @@ pub(crate) fn simd_reads_as_serde(text: &str, tape: &simd_json::tape::Tape<'_>) 
             return false;
         }
     }
-    let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
+    // where each open array or object ends, innermost last
+    const DEEPEST: usize = 64;
+    let mut ends = [0usize; DEEPEST];
+    let mut depth = 0;
     for (i, n) in tape.0.iter().enumerate() {
-        while ends.last().is_some_and(|&e| e <= i) {
-            ends.pop();
+        while depth > 0 && ends[depth - 1] <= i {
+            depth -= 1;
         }
         match n {
             Node::Static(StaticNode::F64(_)) => return false,
             Node::Array { count, .. } | Node::Object { count, .. } => {
-                ends.push(i + 1 + count);
-                if ends.len() > 64 {
+                if depth == DEEPEST {
                     return false;
                 }
+                ends[depth] = i + 1 + count;
+                depth += 1;
             }
             _ => {}
         }

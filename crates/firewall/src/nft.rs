@@ -343,15 +343,6 @@ fn piece_items(arr: json::Tape<'_>) -> Option<Vec<Piece>> {
     Some(out)
 }
 
-/// Whether a string in `v` starts with `@` (a named set or map, or anything else that does: such
-/// a rule is read once the sets are known).
-fn names_a_set<'a, V: J<'a>>(v: V) -> bool {
-    match v.as_str() {
-        Some(s) => s.starts_with('@'),
-        None => v.items().any(names_a_set) || v.entries().any(|(_, x)| names_a_set(x)),
-    }
-}
-
 /// A rule as nft writes it, read before the tables are known; None for anything else (read
 /// later from its tree, which also says what is wrong with it).
 fn pending_rule(v: json::Tape<'_>) -> Option<Piece> {
@@ -363,7 +354,7 @@ fn pending_rule(v: json::Tape<'_>) -> Option<Piece> {
     let (f, table, chain) = (f?.as_str()?, table?.as_str()?, chain?.as_str()?);
     let family = family_of(f)?;
     let expr = match expr {
-        Some(a) if a.is_array() && !names_a_set(a) => Some(a),
+        Some(a) if a.is_array() => Some(a),
         Some(_) => return None,
         None => None,
     };
@@ -498,6 +489,13 @@ fn read_rule<'a, V: J<'a>>(i: usize, v: V, place: &Place<'_>) -> Result<ReadRule
 /// while they are not known yet: then a rule that names one is None, to be read again later.
 fn rule_of<'a, V: J<'a>>(expr: Option<V>, handle: Option<V>, comment: Option<&str>, family: Family, sets: Option<&HashMap<String, NftSet>>) -> Option<(NftRule, bool)> {
     let stmts = || expr.into_iter().flat_map(J::items);
+    // lowered first: a rule that names a set while the sets are not known stops here
+    let mut lowered = Vec::with_capacity(8);
+    let cx = Ctx { family, sets, named_set: std::cell::Cell::new(false) };
+    lower_rule(stmts(), &cx, &mut lowered);
+    if cx.named_set.get() {
+        return None;
+    }
     let mut counters = None;
     let mut has_xt = false;
     let mut text = String::with_capacity(128);
@@ -516,12 +514,6 @@ fn rule_of<'a, V: J<'a>>(expr: Option<V>, handle: Option<V>, comment: Option<&st
             text.push(' ');
         }
         render_stmt_into(e, &mut text);
-    }
-    let mut lowered = Vec::with_capacity(8);
-    let cx = Ctx { family, sets, named_set: std::cell::Cell::new(false) };
-    lower_rule(stmts(), &cx, &mut lowered);
-    if cx.named_set.get() {
-        return None;
     }
     let handle = handle.and_then(J::as_u64);
     let comment = comment.map(str::to_string);
