@@ -532,7 +532,6 @@ fn rule_of<'a, V: J<'a>>(expr: Option<V>, handle: Option<V>, comment: Option<&st
 fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
     let mut rs = NftRuleset { version: None, json_schema_version: None, tables: Vec::new() };
     let mut tidx: HashMap<(Family, String), usize> = HashMap::new();
-    let mut unknown_family = 0usize;
     // Pass 1: metainfo, tables, chains, sets and maps; the rules are only listed.
     let mut rule_at: Vec<usize> = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -650,11 +649,9 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
                 let map_type = body.get("map").map(|m| m.as_str().map(str::to_string).unwrap_or_else(|| m.to_string()));
                 rs.tables[ti].sets.insert(name.clone(), NftSet { name, is_map: kind == "map", map_type, elem });
             }
-            "element" | "counter" | "quota" | "ct helper" | "limit" | "ct timeout" | "ct expectation" | "flowtable" | "secmark" | "synproxy" => {}
-            other => {
-                let _ = other;
-                unknown_family += 0;
-            }
+            // stateful objects, and whatever a newer nft lists beside them: no verdict comes from
+            // them (a rule that uses one says what it cannot evaluate)
+            _ => {}
         }
     }
     // Pass 2: rules, each read, printed and lowered on its own (on all cores for big rulesets),
@@ -676,7 +673,6 @@ fn build_from<I: Item>(items: &[I]) -> Result<NftRuleset, ParseError> {
         t.has_xt |= has_xt;
         t.chains[ci].rules.push(rule);
     }
-    let _ = unknown_family;
     Ok(rs)
 }
 
