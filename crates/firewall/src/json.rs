@@ -197,8 +197,13 @@ impl<'a> J<'a> for Tape<'a> {
 /// 128, simd-json does not, and what reads the tape recurses). All found by reviewing and
 /// fuzzing the two readers against each other; nft writes none of them, and a text that has one
 /// is read as a tree.
-pub(crate) fn simd_reads_as_serde(text: &str, tape: &simd_json::tape::Tape<'_>) -> bool {
-    use simd_json::{StaticNode, tape::Node};
+/// `texts`: the pieces the tape was parsed from.
+pub(crate) fn simd_reads_as_serde(texts: &[&str], tape: &simd_json::tape::Tape<'_>) -> bool {
+    texts.iter().all(|t| text_reads_as_serde(t)) && tape_reads_as_serde(tape)
+}
+
+/// Surrogate escapes and `-0`, from the text.
+fn text_reads_as_serde(text: &str) -> bool {
     let b = text.as_bytes();
     for i in memchr::memmem::find_iter(b, b"\\u") {
         if b.get(i + 2).is_some_and(|d| d.eq_ignore_ascii_case(&b'd')) && matches!(b.get(i + 3), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')) {
@@ -211,6 +216,12 @@ pub(crate) fn simd_reads_as_serde(text: &str, tape: &simd_json::tape::Tape<'_>) 
             return false;
         }
     }
+    true
+}
+
+/// Floats and depth, from the tape.
+fn tape_reads_as_serde(tape: &simd_json::tape::Tape<'_>) -> bool {
+    use simd_json::{StaticNode, tape::Node};
     // where each open array or object ends, innermost last
     const DEEPEST: usize = 64;
     let mut ends = [0usize; DEEPEST];

@@ -307,21 +307,7 @@ fn read_piece(text: &str, last: bool) -> Option<Vec<Piece>> {
     if !last {
         values = values.strip_suffix(',')?;
     }
-    SCRATCH.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let sc: &mut Scratch = &mut guard;
-        sc.text.clear();
-        sc.text.push(b'[');
-        sc.text.extend_from_slice(values.as_bytes());
-        sc.text.push(b']');
-        let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
-        let out = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
-            Ok(()) if json::simd_reads_as_serde(values, &tape) => piece_items(tape.as_value()),
-            _ => None,
-        };
-        sc.tape = Some(tape.reset());
-        out
-    })
+    on_tape(&["[", values, "]"], piece_items).flatten()
 }
 
 fn piece_items(arr: json::Tape<'_>) -> Option<Vec<Piece>> {
@@ -424,20 +410,7 @@ impl Item for &serde_json::value::RawValue {
 
 /// Element `i`, a rule as JSON text, read from this thread's reused tape.
 fn read_rule_text(i: usize, text: &str, place: &Place<'_>) -> Result<ReadRule, ParseError> {
-    let read = SCRATCH.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        let sc: &mut Scratch = &mut guard;
-        sc.text.clear();
-        sc.text.extend_from_slice(text.as_bytes());
-        let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
-        let read = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
-            Ok(()) if json::simd_reads_as_serde(text, &tape) => Some(read_rule(i, tape.as_value(), place)),
-            _ => None,
-        };
-        sc.tape = Some(tape.reset());
-        read
-    });
-    match read {
+    match on_tape(&[text], |v| read_rule(i, v, place)) {
         Some(r) => r,
         // serde_json accepted the element and simd-json did not (a number beyond 64 bits), or
         // would read it differently: the tree reads it as the one-pass reader does
@@ -446,6 +419,26 @@ fn read_rule_text(i: usize, text: &str, place: &Place<'_>) -> Result<ReadRule, P
             read_rule(i, &v, place)
         }
     }
+}
+
+/// `f` on the JSON text made of `parts`, parsed into this thread's reused tape; None when
+/// simd-json refuses the text or would read it otherwise than serde_json does.
+fn on_tape<R>(parts: &[&str], f: impl FnOnce(json::Tape<'_>) -> R) -> Option<R> {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let sc: &mut Scratch = &mut guard;
+        sc.text.clear();
+        for p in parts {
+            sc.text.extend_from_slice(p.as_bytes());
+        }
+        let mut tape = sc.tape.take().unwrap_or_else(simd_json::tape::Tape::null).reset();
+        let out = match simd_json::fill_tape(&mut sc.text, &mut sc.buffers, &mut tape) {
+            Ok(()) if json::simd_reads_as_serde(parts, &tape) => Some(f(tape.as_value())),
+            _ => None,
+        };
+        sc.tape = Some(tape.reset());
+        out
+    })
 }
 
 /// Where rules go: tables and chains by name.
@@ -839,10 +832,6 @@ fn render_set_item<'a, V: J<'a>>(v: V, out: &mut String) {
     }
 }
 
-fn compact<'a, V: J<'a>>(v: V) -> String {
-    json_string(v)
-}
-
 fn is_iface_key<'a, V: J<'a>>(left: V) -> bool {
     matches!(left.get("meta").and_then(|m| m.get("key")).and_then(J::as_str), Some("iifname" | "oifname"))
 }
@@ -877,9 +866,7 @@ fn render_right<'a, V: J<'a>>(left: V, right: V, out: &mut String) {
 
 /// One statement as `nft list ruleset` prints it.
 pub fn render_stmt(v: &Value) -> String {
-    let mut out = String::new();
-    render_stmt_into(v, &mut out);
-    out
+    stmt_text(v)
 }
 
 fn stmt_text<'a, V: J<'a>>(v: V) -> String {
@@ -1197,7 +1184,7 @@ fn pkttype_name(s: &str) -> Option<u64> {
 fn val_for<'a, V: J<'a>>(field: &Field, v: V, fib: bool, mask: Option<u64>) -> Result<Val, String> {
     let num = |v: V| -> Result<u64, String> {
         if v.is_number() {
-            return v.as_u64().ok_or_else(|| format!("{} is not a number hostreach compares", compact(v)));
+            return v.as_u64().ok_or_else(|| format!("{} is not a number hostreach compares", json_string(v)));
         }
         match v.as_str() {
             Some(s) => {
@@ -1220,7 +1207,7 @@ fn val_for<'a, V: J<'a>>(field: &Field, v: V, fib: bool, mask: Option<u64>) -> R
                     })
                     .ok_or_else(|| format!("{s:?} is not a value hostreach knows for {}", crate::eval::field_name(field)))
             }
-            None => Err(format!("{} is not a number", compact(v))),
+            None => Err(format!("{} is not a number", json_string(v))),
         }
     };
     if let Some(r) = v.get("range").filter(|r| r.is_array()) {
@@ -1250,7 +1237,7 @@ fn val_for<'a, V: J<'a>>(field: &Field, v: V, fib: bool, mask: Option<u64>) -> R
     }
     match field {
         Field::Iif | Field::Oif => {
-            let s = v.as_str().ok_or_else(|| format!("{} is not an interface name", compact(v)))?;
+            let s = v.as_str().ok_or_else(|| format!("{} is not an interface name", json_string(v)))?;
             if let Some(p) = s.strip_suffix('*')
                 && !p.ends_with('\\') {
                     return Ok(Val::Iface { name: p.to_string(), wildcard: true });
@@ -1258,7 +1245,7 @@ fn val_for<'a, V: J<'a>>(field: &Field, v: V, fib: bool, mask: Option<u64>) -> R
             Ok(Val::Iface { name: s.replace("\\*", "*"), wildcard: false })
         }
         Field::Saddr | Field::Daddr => {
-            let s = v.as_str().ok_or_else(|| format!("{} is not an address", compact(v)))?;
+            let s = v.as_str().ok_or_else(|| format!("{} is not an address", json_string(v)))?;
             ir::parse_net(s).ok_or_else(|| format!("{s:?} is not an address"))
         }
         Field::CtState | Field::CtStatus | Field::DstType | Field::SrcType => {
@@ -1281,7 +1268,7 @@ fn val_for<'a, V: J<'a>>(field: &Field, v: V, fib: bool, mask: Option<u64>) -> R
                         .ok_or_else(|| format!("{s:?} is not a value hostreach knows for {}", crate::eval::field_name(field)))?
                     }
                     None if n.is_number() => bits |= n.as_u64().unwrap_or(0) as u32,
-                    None => return Err(format!("{} is not a flag", compact(n))),
+                    None => return Err(format!("{} is not a flag", json_string(n))),
                 }
             }
             Ok(Val::Flags(bits))
@@ -1329,7 +1316,7 @@ fn elem_for<'a, V: J<'a>>(key: &Key, v: V) -> Result<ir::Tuple, String> {
     if key.fields.len() == 1 {
         return Ok(smallvec![val_for_key(key, &key.fields[0], v)?]);
     }
-    let parts = v.get("concat").filter(|p| p.is_array()).ok_or_else(|| format!("{} is not a concatenation", compact(v)))?;
+    let parts = v.get("concat").filter(|p| p.is_array()).ok_or_else(|| format!("{} is not a concatenation", json_string(v)))?;
     if parts.arr_len() != Some(key.fields.len()) {
         return Err("a concatenation of the wrong length".into());
     }
@@ -1511,8 +1498,8 @@ fn lower_vmap<'a, V: J<'a>>(e: V, b: V, ctx: &Ctx, out: &mut Vec<Stmt>) {
 }
 
 fn vmap_entry<'a, W: J<'a>>(key: &Key, it: W) -> Result<(Vec<Val>, Verdict), String> {
-    let (k, v) = it.pair().ok_or_else(|| format!("verdict map element {} is not KEY : VERDICT", compact(it)))?;
-    let verdict = verdict_of(v).ok_or_else(|| format!("{} is not a verdict", compact(v)))?;
+    let (k, v) = it.pair().ok_or_else(|| format!("verdict map element {} is not KEY : VERDICT", json_string(it)))?;
+    let verdict = verdict_of(v).ok_or_else(|| format!("{} is not a verdict", json_string(v)))?;
     Ok((elem_for(key, k)?.into_vec(), verdict))
 }
 
@@ -1525,7 +1512,7 @@ fn nat_of<'a, V: J<'a>>(kind: NatKind, b: V) -> Stmt {
 fn lower_rule<'a, V: J<'a>>(expr: impl Iterator<Item = V>, ctx: &Ctx, out: &mut Vec<Stmt>) {
     for e in expr {
         let Some((k, b)) = e.entry() else {
-            out.push(Stmt::Test(Test::Unknown { what: compact(e), reason: "not a statement".into() }));
+            out.push(Stmt::Test(Test::Unknown { what: json_string(e), reason: "not a statement".into() }));
             continue;
         };
         match k {

@@ -445,25 +445,22 @@ pub fn compare(cfg: &UfwConfig, tables: &[Table]) -> (bool, Vec<String>) {
             }
         }
         let fam_word = if v6 { "IPv6 " } else { "" };
+        // "N [live ]rule(s) in <place> is/are <what> (the first three): run ufw reload"
+        let note = |rules: &[String], live: &str, place: &str, what: &str| {
+            let n = rules.len();
+            format!(
+                "{n} {live}{fam_word}rule{} in {place} {} {what} ({}{}): {RELOAD}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "is" } else { "are" },
+                rules.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
+                if n > 3 { "; ..." } else { "" }
+            )
+        };
         if !missing.is_empty() {
-            notes.push(format!(
-                "{} {fam_word}rule{} in UFW's files {} not in the live rules ({}{}): {RELOAD}",
-                missing.len(),
-                if missing.len() == 1 { "" } else { "s" },
-                if missing.len() == 1 { "is" } else { "are" },
-                missing.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
-                if missing.len() > 3 { "; ..." } else { "" }
-            ));
+            notes.push(note(&missing, "", "UFW's files", "not in the live rules"));
         }
         if !extra.is_empty() {
-            notes.push(format!(
-                "{} live {fam_word}rule{} in UFW's chains {} in none of UFW's files ({}{}): {RELOAD}",
-                extra.len(),
-                if extra.len() == 1 { "" } else { "s" },
-                if extra.len() == 1 { "is" } else { "are" },
-                extra.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
-                if extra.len() > 3 { "; ..." } else { "" }
-            ));
+            notes.push(note(&extra, "live ", "UFW's chains", "in none of UFW's files"));
         }
     }
     (notes.is_empty(), notes)
